@@ -1,0 +1,46 @@
+"""sparkonnx: deep-learning models at scale on Apache Spark through ONNX Runtime.
+
+Public names are imported lazily (PEP 562): ``import sparkonnx`` imports neither TensorFlow
+nor pyspark's JVM side, so executors and light clients stay light.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # engine (executor side; no pyspark, no tensorflow)
+    "OnnxModel": "sparkonnx.engine.model",
+    "TensorSpec": "sparkonnx.engine.model",
+    "InvalidModelError": "sparkonnx.engine.model",
+    "DeviceError": "sparkonnx.engine.providers",
+    "TensorConversionError": "sparkonnx.engine.tensors",
+    # spark_api
+    "ONNXTransformer": "sparkonnx.spark_api.onnx_transformer",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'sparkonnx' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec
+    from sparkonnx.engine.providers import DeviceError
+    from sparkonnx.engine.tensors import TensorConversionError
+    from sparkonnx.spark_api.onnx_transformer import ONNXTransformer

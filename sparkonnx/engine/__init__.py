@@ -1,0 +1,2 @@
+"""Executor-side engine: ONNX model artifacts, providers, session cache, batched runs and
+Arrow <-> tensor conversion. Imports neither pyspark nor tensorflow."""

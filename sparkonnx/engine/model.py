@@ -1,0 +1,217 @@
+"""The ONNX model artifact: bytes, content hash, validated signature and metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+Dim = int | str | None  # a static size, a symbolic name, or unknown
+
+
+class InvalidModelError(ValueError):
+    """The bytes or file given are not a valid ONNX model."""
+
+
+class UnknownTensorError(ValueError):
+    """A tensor name that the model does not have; the message lists the ones it has."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, element type and shape (static ints, symbolic names or None) of a model input/output."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[Dim, ...] | None  # None: rank unknown
+
+    @property
+    def rank(self) -> int | None:
+        return None if self.shape is None else len(self.shape)
+
+    @property
+    def static_inner_shape(self) -> tuple[int, ...] | None:
+        """The shape after the batch axis when every dim is static, else None."""
+        if self.shape is None or len(self.shape) == 0:
+            return None
+        inner = self.shape[1:]
+        if all(isinstance(d, int) for d in inner):
+            return tuple(int(d) for d in inner)  # type: ignore[arg-type]
+        return None
+
+    def describe(self) -> str:
+        dims = "?" if self.shape is None else ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype.name}[{dims}]"
+
+
+def _tensor_spec(value_info: onnx.ValueInfoProto) -> TensorSpec:
+    tensor_type = value_info.type.tensor_type
+    if not value_info.type.HasField("tensor_type"):
+        raise InvalidModelError(
+            f"model input/output {value_info.name!r} is not a tensor "
+            f"({value_info.type.WhichOneof('value')}); only tensor inputs and outputs are supported"
+        )
+    dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+    shape: tuple[Dim, ...] | None = None
+    if tensor_type.HasField("shape"):
+        dims: list[Dim] = []
+        for d in tensor_type.shape.dim:
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            elif d.HasField("dim_param"):
+                dims.append(d.dim_param)
+            else:
+                dims.append(None)
+        shape = tuple(dims)
+    return TensorSpec(value_info.name, dtype, shape)
+
+
+@dataclass(frozen=True, eq=False)
+class OnnxModel:
+    """A validated ONNX model held as bytes, identified by the sha256 of those bytes.
+
+    Build it with :meth:`from_path`, :meth:`from_bytes` or :meth:`load` (either).
+    """
+
+    model_bytes: bytes = field(repr=False)
+    source: str = "<bytes>"
+
+    def __post_init__(self) -> None:
+        self._proto  # noqa: B018 - parse and validate eagerly so errors surface at construction
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "<bytes>") -> OnnxModel:
+        """Build from serialized ONNX bytes."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"expected ONNX model bytes, got {type(data).__name__}")
+        return cls(bytes(data), source)
+
+    @classmethod
+    def from_path(cls, path: str | os.PathLike[str]) -> OnnxModel:
+        """Read an ONNX file (models with external data are loaded and inlined)."""
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"ONNX model file not found: {p}")
+        data = p.read_bytes()
+        try:
+            proto = onnx.load_model_from_string(data)
+        except Exception:  # let __post_init__ report it with the file name
+            return cls(data, str(p))
+        if any(
+            t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer
+        ):  # external weights: load them and keep one self-contained artifact
+            proto = onnx.load_model(str(p), load_external_data=True)
+            data = proto.SerializeToString()
+        return cls(data, str(p))
+
+    @classmethod
+    def load(cls, model: OnnxModel | bytes | str | os.PathLike[str]) -> OnnxModel:
+        """Accept an OnnxModel, ONNX bytes, an `onnx.ModelProto` or a path to a file."""
+        if isinstance(model, OnnxModel):
+            return model
+        if isinstance(model, bytes | bytearray | memoryview):
+            return cls.from_bytes(bytes(model))
+        if isinstance(model, onnx.ModelProto):
+            return cls.from_bytes(model.SerializeToString(), "<ModelProto>")
+        if isinstance(model, str | os.PathLike):
+            return cls.from_path(model)
+        raise TypeError(
+            "model must be an ONNX file path, ONNX bytes, an onnx.ModelProto or an OnnxModel; "
+            f"got {type(model).__name__}"
+        )
+
+    @cached_property
+    def _proto(self) -> onnx.ModelProto:
+        if len(self.model_bytes) == 0:
+            raise InvalidModelError(f"{self.source}: empty file, not an ONNX model")
+        try:
+            proto = onnx.load_model_from_string(self.model_bytes)
+        except Exception as exc:
+            raise InvalidModelError(
+                f"{self.source}: not a readable ONNX model ({len(self.model_bytes)} bytes; "
+                f"truncated or not ONNX): {exc}"
+            ) from exc
+        if len(proto.graph.node) == 0 and len(proto.graph.output) == 0:
+            raise InvalidModelError(f"{self.source}: not an ONNX model (no graph outputs)")
+        try:
+            if len(self.model_bytes) < 2**31 - 1:
+                onnx.checker.check_model(proto)
+        except onnx.checker.ValidationError as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise InvalidModelError(f"{self.source}: invalid ONNX model: {first_line}") from exc
+        return proto
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hex sha256 of the model bytes: the model's identity in every cache."""
+        return hashlib.sha256(self.model_bytes).hexdigest()
+
+    @cached_property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        """Graph inputs that must be fed (initializers excluded)."""
+        initializers = {t.name for t in self._proto.graph.initializer}
+        return tuple(
+            _tensor_spec(v) for v in self._proto.graph.input if v.name not in initializers
+        )
+
+    @cached_property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(_tensor_spec(v) for v in self._proto.graph.output)
+
+    @cached_property
+    def metadata(self) -> dict[str, str]:
+        """The model's metadata_props as a dict."""
+        return {p.key: p.value for p in self._proto.metadata_props}
+
+    @cached_property
+    def opset(self) -> int:
+        """The default-domain opset version."""
+        for imp in self._proto.opset_import:
+            if imp.domain in ("", "ai.onnx"):
+                return int(imp.version)
+        return 0
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.model_bytes)
+
+    @property
+    def proto(self) -> onnx.ModelProto:
+        """The parsed model (shared; copy before modifying)."""
+        return self._proto
+
+    def input(self, name: str) -> TensorSpec:
+        """The input spec named `name` (':0' suffix tolerated)."""
+        return _find(self.inputs, name, "input", self)
+
+    def output(self, name: str) -> TensorSpec:
+        """The output spec named `name` (':0' suffix tolerated)."""
+        return _find(self.outputs, name, "output", self)
+
+    def describe(self) -> str:
+        ins = "; ".join(s.describe() for s in self.inputs)
+        outs = "; ".join(s.describe() for s in self.outputs)
+        return f"inputs [{ins}], outputs [{outs}]"
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        Path(path).write_bytes(self.model_bytes)
+
+    def __repr__(self) -> str:
+        return f"OnnxModel(source={self.source!r}, sha256={self.sha256[:12]}, {self.describe()})"
+
+
+def _find(specs: tuple[TensorSpec, ...], name: str, kind: str, model: OnnxModel) -> TensorSpec:
+    for candidate in (name, name.removesuffix(":0"), f"{name}:0"):
+        for spec in specs:
+            if spec.name == candidate:
+                return spec
+    names = ", ".join(repr(s.name) for s in specs)
+    raise UnknownTensorError(
+        f"the model has no {kind} named {name!r}; its {kind}s are: {names} ({model.describe()})"
+    )

@@ -1,0 +1,1 @@
+"""Named image models built from keras.applications with preprocessing fused in."""
