@@ -25,7 +25,7 @@ class UnknownTensorError(ValueError):
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """Name, element type and shape (static ints, symbolic names or None) of a model input/output."""
+    """Name, element type and shape (ints, symbolic names or None) of a model input/output."""
 
     name: str
     dtype: np.dtype
@@ -46,7 +46,11 @@ class TensorSpec:
         return None
 
     def describe(self) -> str:
-        dims = "?" if self.shape is None else ", ".join("?" if d is None else str(d) for d in self.shape)
+        dims = (
+            "?"
+            if self.shape is None
+            else ", ".join("?" if d is None else str(d) for d in self.shape)
+        )
         return f"{self.name}: {self.dtype.name}[{dims}]"
 
 
@@ -156,9 +160,7 @@ class OnnxModel:
     def inputs(self) -> tuple[TensorSpec, ...]:
         """Graph inputs that must be fed (initializers excluded)."""
         initializers = {t.name for t in self._proto.graph.initializer}
-        return tuple(
-            _tensor_spec(v) for v in self._proto.graph.input if v.name not in initializers
-        )
+        return tuple(_tensor_spec(v) for v in self._proto.graph.input if v.name not in initializers)
 
     @cached_property
     def outputs(self) -> tuple[TensorSpec, ...]:

@@ -1,0 +1,127 @@
+"""Execution-provider policy: which ONNX Runtime provider runs a model, and the CPU fallback."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+logger = logging.getLogger(__name__)
+
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+_fallback_logged: set[str] = set()
+_fallback_lock = threading.Lock()
+
+
+class DeviceError(RuntimeError):
+    """The requested device cannot be used; the message says why and what is available."""
+
+
+@dataclass(frozen=True)
+class ProviderPlan:
+    """The providers (with options) to hand to an InferenceSession, most preferred first."""
+
+    device: str
+    providers: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+
+    def as_ort_arguments(self) -> tuple[list[str], list[dict[str, str]]]:
+        """`providers` and `provider_options` lists for `ort.InferenceSession`."""
+        names = [name for name, _ in self.providers]
+        options = [dict(opts) for _, opts in self.providers]
+        return names, options
+
+    @property
+    def wants_cuda(self) -> bool:
+        return any(name == CUDA for name, _ in self.providers)
+
+
+def validate_device(device: str, device_id: int | None = None) -> str:
+    """Normalise and check a `device` argument; raises ValueError naming the allowed values."""
+    if not isinstance(device, str) or device.lower() not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}; got {device!r}")
+    if device_id is not None and (not isinstance(device_id, int) or device_id < 0):
+        raise ValueError(f"deviceId must be a non-negative integer or None; got {device_id!r}")
+    return device.lower()
+
+
+def available_providers() -> list[str]:
+    """Providers compiled into the installed onnxruntime (not a guarantee that they can start)."""
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def plan_providers(
+    device: str,
+    device_id: int | None = None,
+    available: list[str] | None = None,
+) -> ProviderPlan:
+    """Choose providers for `device` ('auto' | 'cpu' | 'cuda') and a GPU ordinal.
+
+    'cuda' where the build has no CUDA provider raises DeviceError listing what is available.
+    """
+    device = validate_device(device, device_id)
+    available = available_providers() if available is None else available
+    cpu = (CPU, ())
+    if device == "cpu":
+        return ProviderPlan("cpu", (cpu,))
+    cuda_opts = (("device_id", str(device_id or 0)),)
+    if CUDA in available:
+        return ProviderPlan(device, ((CUDA, cuda_opts), cpu))
+    if device == "cuda":
+        raise DeviceError(
+            "device='cuda' was requested but this onnxruntime build has no CUDAExecutionProvider; "
+            f"available providers: {available}. Install 'onnxruntime-gpu' (and not 'onnxruntime' "
+            "beside it), or use device='auto' / 'cpu'."
+        )
+    _log_fallback_once("no CUDAExecutionProvider in this onnxruntime build", available)
+    return ProviderPlan("cpu", (cpu,))
+
+
+def check_session_providers(plan: ProviderPlan, session: Any) -> str:
+    """Check the providers a created session really uses against the plan; return the device used.
+
+    ONNX Runtime silently drops CUDA when its libraries cannot load; 'cuda' then fails loudly and
+    'auto' logs the fallback once.
+    """
+    used = list(session.get_providers())
+    if not plan.wants_cuda or CUDA in used:
+        return "cuda" if CUDA in used else "cpu"
+    reason = (
+        "the CUDA provider could not be initialised (no GPU visible, or CUDA/cuDNN libraries "
+        "missing); see onnxruntime's log above for the library it could not load"
+    )
+    if plan.device == "cuda":
+        raise DeviceError(
+            f"device='cuda' was requested but {reason}; the session runs on {used}. "
+            "Use device='auto' to fall back to CPU."
+        )
+    _log_fallback_once(reason, used)
+    return "cpu"
+
+
+def _log_fallback_once(reason: str, providers: list[str]) -> None:
+    with _fallback_lock:
+        if reason in _fallback_logged:
+            return
+        _fallback_logged.add(reason)
+    logger.warning("device='auto': running on CPU because %s (providers: %s)", reason, providers)
+
+
+def gpu_id_from_resources(resources: dict[str, Any] | None) -> int | None:
+    """The first GPU address of a Spark task's resources ({'gpu': ResourceInformation}), if any."""
+    if not resources or "gpu" not in resources:
+        return None
+    info = resources["gpu"]
+    addresses = getattr(info, "addresses", info)
+    if not addresses:
+        return None
+    try:
+        return int(addresses[0])
+    except (TypeError, ValueError):
+        raise DeviceError(f"the task's GPU address {addresses[0]!r} is not an integer") from None

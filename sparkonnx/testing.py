@@ -1,0 +1,106 @@
+"""Small ONNX models built in code (no download, no TensorFlow) for tests, benchmarks and demos."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _model(graph: onnx.GraphProto, opset: int = OPSET) -> onnx.ModelProto:
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="sparkonnx.testing"
+    )
+    model.ir_version = min(model.ir_version, 10)
+    onnx.checker.check_model(model)
+    return model
+
+
+def mlp(
+    widths: Sequence[int] = (256, 512, 512, 16),
+    seed: int = 0,
+    input_name: str = "x",
+    output_name: str = "y",
+) -> onnx.ModelProto:
+    """A float32 MLP [N, widths[0]] -> [N, widths[-1]] with ReLU between Gemm layers."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    current = input_name
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
+        w = (rng.standard_normal((fan_in, fan_out)) / np.sqrt(fan_in)).astype(np.float32)
+        b = (rng.standard_normal(fan_out) * 0.1).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        last = i == len(widths) - 2
+        out = output_name if last else f"h{i}"
+        nodes.append(
+            helper.make_node("Gemm", [current, f"w{i}", f"b{i}"], [out if last else f"g{i}"])
+        )
+        if not last:
+            nodes.append(helper.make_node("Relu", [f"g{i}"], [out]))
+        current = out
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["N", widths[0]])],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", widths[-1]])],
+        inits,
+    )
+    return _model(graph)
+
+
+def two_in_two_out(width: int = 4) -> onnx.ModelProto:
+    """Inputs a: float32[N, width], b: float32[N, width]; outputs sum = a + b, prod = a * b."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["a", "b"], ["sum"]),
+            helper.make_node("Mul", ["a", "b"], ["prod"]),
+        ],
+        "two_in_two_out",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", width]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", width]),
+        ],
+        [
+            helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["N", width]),
+            helper.make_tensor_value_info("prod", TensorProto.FLOAT, ["N", width]),
+        ],
+    )
+    return _model(graph)
+
+
+def tiny_cnn(channels: int = 3, size: int = 8, classes: int = 5, seed: int = 0) -> onnx.ModelProto:
+    """NCHW float32[N, channels, size, size] -> Conv 3x3 -> ReLU -> global pool -> [N, classes]."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((classes, channels, 3, 3)).astype(np.float32) * 0.2
+    b = rng.standard_normal(classes).astype(np.float32) * 0.1
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["image", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["r"]),
+            helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+            helper.make_node("Flatten", ["p"], ["scores"], axis=1),
+        ],
+        "tiny_cnn",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", channels, size, size])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", classes])],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    return _model(graph)
+
+
+def scale_model(dtype: int = TensorProto.DOUBLE, factor: float = 2.0) -> onnx.ModelProto:
+    """x: [N] of `dtype` -> y = x * factor (a rank-1, scalar-per-row model)."""
+    np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "k"], ["y"])],
+        "scale",
+        [helper.make_tensor_value_info("x", dtype, ["N"])],
+        [helper.make_tensor_value_info("y", dtype, ["N"])],
+        [numpy_helper.from_array(np.array(factor, dtype=np_dtype), "k")],
+    )
+    return _model(graph)

@@ -1,0 +1,93 @@
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from sparkonnx.engine import providers
+from sparkonnx.engine.providers import (
+    CPU,
+    CUDA,
+    DeviceError,
+    check_session_providers,
+    gpu_id_from_resources,
+    plan_providers,
+)
+
+GPU_BUILD = ["TensorrtExecutionProvider", CUDA, CPU]
+CPU_BUILD = [CPU]
+
+
+def _session(used):
+    return SimpleNamespace(get_providers=lambda: list(used))
+
+
+def test_cpu_is_cpu_only():
+    plan = plan_providers("cpu", available=GPU_BUILD)
+    assert plan.as_ort_arguments() == ([CPU], [{}])
+
+
+def test_cuda_plan_has_device_id_and_cpu_fallback():
+    plan = plan_providers("cuda", 1, available=GPU_BUILD)
+    assert plan.as_ort_arguments() == ([CUDA, CPU], [{"device_id": "1"}, {}])
+    assert plan_providers("auto", available=GPU_BUILD).wants_cuda
+
+
+def test_cuda_without_cuda_build_lists_providers():
+    with pytest.raises(DeviceError, match=r"no CUDAExecutionProvider.*\['CPUExecutionProvider'\]"):
+        plan_providers("cuda", available=CPU_BUILD)
+
+
+def test_auto_falls_back_to_cpu_and_logs_once(caplog):
+    providers._fallback_logged.clear()
+    with caplog.at_level(logging.WARNING, logger="sparkonnx.engine.providers"):
+        assert plan_providers("auto", available=CPU_BUILD).as_ort_arguments()[0] == [CPU]
+        plan_providers("AUTO", available=CPU_BUILD)
+    assert len([r for r in caplog.records if "running on CPU" in r.message]) == 1
+
+
+def test_session_that_silently_dropped_cuda():
+    # onnxruntime-gpu on a machine without a GPU keeps only the CPU provider, without raising
+    cuda_plan = plan_providers("cuda", available=GPU_BUILD)
+    with pytest.raises(DeviceError, match="CUDA provider could not be initialised"):
+        check_session_providers(cuda_plan, _session([CPU]))
+    auto_plan = plan_providers("auto", available=GPU_BUILD)
+    assert check_session_providers(auto_plan, _session([CPU])) == "cpu"
+    assert check_session_providers(auto_plan, _session([CUDA, CPU])) == "cuda"
+
+
+@pytest.mark.parametrize(
+    ("device", "device_id", "message"),
+    [("gpu", None, "device must be one of"), ("cuda", -1, "deviceId must be")],
+)
+def test_bad_device_arguments(device, device_id, message):
+    with pytest.raises(ValueError, match=message):
+        plan_providers(device, device_id, available=GPU_BUILD)
+
+
+def test_gpu_id_from_spark_task_resources():
+    assert gpu_id_from_resources(None) is None
+    assert gpu_id_from_resources({}) is None
+    assert gpu_id_from_resources({"gpu": SimpleNamespace(addresses=["3", "4"])}) == 3
+    with pytest.raises(DeviceError, match="not an integer"):
+        gpu_id_from_resources({"gpu": SimpleNamespace(addresses=["gpu-a"])})
+
+
+def test_real_cuda_request_on_this_machine():
+    """On a machine without a usable GPU, device='cuda' fails loudly at session creation."""
+    import onnxruntime as ort
+
+    from sparkonnx import testing
+    from sparkonnx.engine.sessions import SessionCache
+
+    cache = SessionCache()
+    loader = testing.mlp((4, 2)).SerializeToString
+    if CUDA not in ort.get_available_providers():
+        with pytest.raises(DeviceError):
+            plan_providers("cuda")
+        return
+    try:
+        session = cache.get("m", loader, plan_providers("cuda"))
+    except DeviceError as exc:
+        assert "could not be initialised" in str(exc)
+    else:  # a real GPU: the session must really run on it
+        assert session.device == "cuda"

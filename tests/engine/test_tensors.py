@@ -1,0 +1,155 @@
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from sparkonnx.engine.model import TensorSpec
+from sparkonnx.engine.tensors import (
+    TensorConversionError,
+    arrow_type_for,
+    column_to_tensor,
+    tensor_to_arrow,
+)
+
+F32 = np.dtype("float32")
+
+
+def spec(*shape, dtype=F32, name="x"):
+    return TensorSpec(name, np.dtype(dtype), tuple(shape))
+
+
+def test_flat_float_list_is_zero_copy_reshaped():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    col = pa.array(list(x), type=pa.list_(pa.float32()))
+    out = column_to_tensor(col, "features", spec("N", 4))
+    np.testing.assert_array_equal(out, x)
+    assert out.dtype == F32
+
+
+def test_flat_array_into_rank4_input():
+    n, shape = 2, (3, 224, 224)
+    x = np.random.default_rng(0).standard_normal((n, *shape)).astype(np.float32)
+    col = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32) * 150528), pa.array(x.reshape(-1))
+    )
+    out = column_to_tensor(col, "pixels", spec("N", *shape))
+    assert out.shape == (n, *shape)
+    np.testing.assert_array_equal(out, x)
+
+
+def test_flat_array_fills_one_symbolic_dim():
+    col = pa.array([[1, 2, 3, 4, 5, 6]], type=pa.list_(pa.float32()))
+    assert column_to_tensor(col, "c", spec("N", "T", 3)).shape == (1, 2, 3)
+
+
+def test_sliced_batches_respect_offsets():
+    col = pa.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]], type=pa.list_(pa.float32())).slice(1, 2)
+    np.testing.assert_array_equal(column_to_tensor(col, "c", spec("N", 2)), [[2, 3], [4, 5]])
+
+
+def test_nested_arrays_keep_their_shape_rank3():
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    col = pa.array([[list(r) for r in m] for m in x], type=pa.list_(pa.list_(pa.float32())))
+    np.testing.assert_array_equal(column_to_tensor(col, "seq", spec("N", "T", 4)), x)
+
+
+def test_fixed_size_list_and_large_list():
+    values = pa.array(np.arange(6, dtype=np.float32))
+    fixed = pa.FixedSizeListArray.from_arrays(values, 3)
+    large = pa.LargeListArray.from_arrays(pa.array([0, 3, 6], pa.int64()), values)
+    for col in (fixed, large):
+        np.testing.assert_array_equal(
+            column_to_tensor(col, "c", spec("N", 3)), [[0, 1, 2], [3, 4, 5]]
+        )
+
+
+def test_chunked_array():
+    chunked = pa.chunked_array([pa.array([[1.0, 2.0]]), pa.array([[3.0, 4.0]])])
+    np.testing.assert_array_equal(
+        column_to_tensor(chunked, "c", spec("N", 2, dtype="float64")), [[1, 2], [3, 4]]
+    )
+
+
+def test_scalar_columns_into_rank1_and_rank2_inputs():
+    col = pa.array([1.5, 2.5], pa.float64())
+    np.testing.assert_array_equal(
+        column_to_tensor(col, "v", spec("N", dtype="float64")), [1.5, 2.5]
+    )
+    assert column_to_tensor(col, "v", spec("N", 1, dtype="float64")).shape == (2, 1)
+
+
+def test_lossless_casts_happen_lossy_ones_need_permission():
+    ints = pa.array([[1, 2]], type=pa.list_(pa.int16()))
+    assert column_to_tensor(ints, "c", spec("N", 2)).dtype == F32  # int16 -> float32 is exact
+    doubles = pa.array([[0.1, 0.2]], type=pa.list_(pa.float64()))
+    with pytest.raises(TensorConversionError, match=r"'c' holds float64.*float32.*allowCast=True"):
+        column_to_tensor(doubles, "c", spec("N", 2))
+    out = column_to_tensor(doubles, "c", spec("N", 2), allow_cast=True)
+    assert out.dtype == F32
+
+
+def test_dense_and_sparse_spark_vectors():
+    vtype = pa.struct(
+        [
+            ("type", pa.int8()),
+            ("size", pa.int32()),
+            ("indices", pa.list_(pa.int32())),
+            ("values", pa.list_(pa.float64())),
+        ]
+    )
+    rows = [
+        {"type": 1, "size": None, "indices": None, "values": [1.0, 2.0, 3.0]},
+        {"type": 0, "size": 3, "indices": [0, 2], "values": [7.0, 9.0]},
+        {"type": 1, "size": None, "indices": None, "values": [4.0, 5.0, 6.0]},
+    ]
+    out = column_to_tensor(pa.array(rows, vtype), "features", spec("N", 3, dtype="float64"))
+    np.testing.assert_array_equal(out, [[1, 2, 3], [7, 0, 9], [4, 5, 6]])
+    dense_only = pa.array([rows[0], rows[2]], vtype)
+    np.testing.assert_array_equal(
+        column_to_tensor(dense_only, "features", spec("N", 3, dtype="float64")),
+        [[1, 2, 3], [4, 5, 6]],
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        (pa.array([[1.0, 2.0], None], pa.list_(pa.float32())), r"'feat' has a null array in row 1"),
+        (
+            pa.array([[1.0, 2.0], [1.0]], pa.list_(pa.float32())),
+            r"'feat' has ragged arrays: row 1 has 1 elements where row 0 has 2",
+        ),
+        (pa.array([[1.0, None]], pa.list_(pa.float32())), r"'feat' has a null element in row 0"),
+        (
+            pa.array([[1.0, 2.0, 3.0]], pa.list_(pa.float32())),
+            r"'feat' has rows of shape float32\[N, 3\].*float32\[N, 2\] for model input 'x'",
+        ),
+        (pa.array(["a", "b"]), r"'feat' has type string"),
+        (pa.array([1.0, None], pa.float32()), r"'feat' has a null in row 1"),
+    ],
+)
+def test_errors_name_column_expected_and_found(column, message):
+    with pytest.raises(TensorConversionError, match=message):
+        column_to_tensor(column, "feat", spec("N", 2))
+
+
+def test_ragged_inner_level_reports_the_row():
+    col = pa.array([[[1.0], [2.0]], [[3.0], [4.0, 5.0]]], pa.list_(pa.list_(pa.float32())))
+    with pytest.raises(TensorConversionError, match=r"ragged arrays at nesting level 1: row 1"):
+        column_to_tensor(col, "seq", spec("N", 2, 1))
+
+
+@pytest.mark.parametrize("shape", [(5,), (5, 3), (2, 3, 4), (2, 1, 2, 3)])
+def test_tensor_to_arrow_round_trip(shape):
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    arr = tensor_to_arrow(x)
+    assert arr.type == arrow_type_for(x.dtype, x.ndim)
+    assert not pa.types.is_fixed_size_list(arr.type)
+    np.testing.assert_array_equal(np.array(arr.to_pylist(), dtype=np.float32), x)
+    back = column_to_tensor(arr, "y", spec(*(["N"] + list(shape[1:]))))
+    np.testing.assert_array_equal(back, x)
+
+
+def test_empty_batch():
+    empty = pa.array([], pa.list_(pa.float32()))
+    assert column_to_tensor(empty, "c", spec("N", 4)).shape == (0, 4)
+    assert len(tensor_to_arrow(np.zeros((0, 4), np.float32))) == 0
