@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -56,17 +57,33 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+def nvidia_device_visible() -> bool:
+    """True when the NVIDIA driver exposes at least one device node to this process."""
+    dev = "/dev"
+    try:
+        names = os.listdir(dev)
+    except OSError:
+        return False
+    return any(n.startswith("nvidia") and n[len("nvidia") :].isdigit() for n in names)
+
+
 def plan_providers(
     device: str,
     device_id: int | None = None,
     available: list[str] | None = None,
+    gpu_visible: bool | None = None,
 ) -> ProviderPlan:
     """Choose providers for `device` ('auto' | 'cpu' | 'cuda') and a GPU ordinal.
 
-    'cuda' where the build has no CUDA provider raises DeviceError listing what is available.
+    'cuda' where the build has no CUDA provider raises DeviceError listing what is available;
+    'auto' uses CUDA only when the build has it and a GPU is visible, else CPU (logged once).
     """
     device = validate_device(device, device_id)
     available = available_providers() if available is None else available
+    if device == "auto" and CUDA in available:
+        if not (nvidia_device_visible() if gpu_visible is None else gpu_visible):
+            _log_fallback_once("no NVIDIA GPU is visible (/dev/nvidia*)", [CPU])
+            return ProviderPlan("cpu", ((CPU, ()),))
     cpu = (CPU, ())
     if device == "cpu":
         return ProviderPlan("cpu", (cpu,))

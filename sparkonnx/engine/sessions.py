@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +116,7 @@ class SessionCache:
         self._key_locks: dict[tuple[Any, ...], threading.Lock] = {}
         self.created = 0
         self.hits = 0
+        self.builds_by_model: Counter[str] = Counter()
 
     def get(
         self,
@@ -143,6 +144,7 @@ class SessionCache:
             with self._lock:
                 self._sessions[key] = built
                 self.created += 1
+                self.builds_by_model[sha256] += 1
                 while len(self._sessions) > self.max_sessions:
                     evicted, _ = self._sessions.popitem(last=False)
                     logger.info("session cache full: evicted model %s", evicted[0][:12])
@@ -160,6 +162,7 @@ class SessionCache:
             self._sessions.clear()
             self.created = 0
             self.hits = 0
+            self.builds_by_model.clear()
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -29,7 +29,14 @@ def test_cpu_is_cpu_only():
 def test_cuda_plan_has_device_id_and_cpu_fallback():
     plan = plan_providers("cuda", 1, available=GPU_BUILD)
     assert plan.as_ort_arguments() == ([CUDA, CPU], [{"device_id": "1"}, {}])
-    assert plan_providers("auto", available=GPU_BUILD).wants_cuda
+    assert plan_providers("auto", available=GPU_BUILD, gpu_visible=True).wants_cuda
+
+
+def test_auto_on_gpu_build_without_gpu_skips_cuda():
+    # onnxruntime-gpu on a CPU machine: 'auto' must not even try CUDA (noisy library errors)
+    assert not plan_providers("auto", available=GPU_BUILD, gpu_visible=False).wants_cuda
+    # an explicit 'cuda' still tries, so its failure is reported with onnxruntime's reason
+    assert plan_providers("cuda", available=GPU_BUILD, gpu_visible=False).wants_cuda
 
 
 def test_cuda_without_cuda_build_lists_providers():
@@ -50,7 +57,7 @@ def test_session_that_silently_dropped_cuda():
     cuda_plan = plan_providers("cuda", available=GPU_BUILD)
     with pytest.raises(DeviceError, match="CUDA provider could not be initialised"):
         check_session_providers(cuda_plan, _session([CPU]))
-    auto_plan = plan_providers("auto", available=GPU_BUILD)
+    auto_plan = plan_providers("auto", available=GPU_BUILD, gpu_visible=True)
     assert check_session_providers(auto_plan, _session([CPU])) == "cpu"
     assert check_session_providers(auto_plan, _session([CUDA, CPU])) == "cuda"
 

@@ -1,0 +1,198 @@
+"""ONNXTransformer: any ONNX model applied to tensor columns of a DataFrame."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from functools import partial
+from typing import Any
+
+from pyspark import keyword_only
+from pyspark.ml import Transformer
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from sparkonnx.engine.model import OnnxModel
+from sparkonnx.engine.providers import validate_device
+from sparkonnx.spark_api.executor import InferencePlan, OutputColumn, run_partition
+from sparkonnx.spark_api.params import (
+    HasModelFile,
+    HasRuntimeOptions,
+    HasTensorMappings,
+    HasTensorOutputOptions,
+)
+from sparkonnx.spark_api.persistence import OnnxStagePersistence
+from sparkonnx.spark_api.shipping import ModelRef, ship_model
+from sparkonnx.spark_api.types import check_input_column, spark_output_dtype, spark_type_for
+
+logger = logging.getLogger(__name__)
+
+ModelLike = OnnxModel | bytes | str | os.PathLike[str] | Any  # Any: onnx.ModelProto
+
+
+class ONNXTransformer(
+    Transformer,
+    HasInputCol,
+    HasOutputCol,
+    HasModelFile,
+    HasTensorMappings,
+    HasRuntimeOptions,
+    HasTensorOutputOptions,
+    OnnxStagePersistence,
+):
+    """Runs an ONNX model on executors with ONNX Runtime, one output column per model output.
+
+    One-in one-out models take `inputCol` / `outputCol`; otherwise give `inputMapping`
+    {column: model input} and `outputMapping` {model output: column}. The model is `modelFile`
+    (a path the driver can read) or `model` (bytes, an `onnx.ModelProto` or an `OnnxModel`).
+    Every input column and the row order are kept.
+    """
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        model: ModelLike | None = None,
+        modelFile: str | None = None,
+        inputCol: str | None = None,
+        outputCol: str | None = None,
+        inputMapping: dict[str, str] | None = None,
+        outputMapping: dict[str, str] | None = None,
+        batchSize: int = 1024,
+        device: str = "auto",
+        deviceId: int | None = None,
+        outputFormat: str = "array",
+        allowCast: bool = False,
+    ) -> None:
+        super().__init__()
+        self._model: OnnxModel | None = None
+        self._setDefault(batchSize=1024, device="auto", outputFormat="array", allowCast=False)
+        kwargs = dict(self._input_kwargs)
+        model = kwargs.pop("model", None)
+        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+        if model is not None:
+            self.setModel(model)
+
+    # -- the model -------------------------------------------------------------------------
+    def setModel(self, model: ModelLike) -> ONNXTransformer:
+        """Use this model (path, bytes, onnx.ModelProto or OnnxModel) instead of `modelFile`."""
+        self._model = OnnxModel.load(model)
+        return self
+
+    def getModel(self) -> OnnxModel:
+        """The resolved model: the one set with `model`, else the one read from `modelFile`."""
+        if self._model is None:
+            if not self.isDefined(self.modelFile):
+                raise ValueError(
+                    "ONNXTransformer has no model: pass modelFile='path/to/model.onnx' or "
+                    "model=<bytes | onnx.ModelProto | OnnxModel>"
+                )
+            self._model = OnnxModel.from_path(self.getModelFile())
+        return self._model
+
+    def setModelFile(self, value: str) -> ONNXTransformer:
+        self._model = None
+        return self._set(modelFile=value)
+
+    def _model_for_saving(self) -> OnnxModel | None:
+        return self.getModel()
+
+    def _set_loaded_model(self, model: OnnxModel) -> None:
+        self._model = model
+
+    def copy(self, extra: Any = None) -> ONNXTransformer:
+        that = super().copy(extra)
+        that._model = self._model
+        return that
+
+    # -- planning on the driver -------------------------------------------------------------
+    def _mappings(self, model: OnnxModel) -> tuple[dict[str, str], dict[str, str]]:
+        """({column: input name}, {output name: column}) from the Params and the model."""
+        if self.isDefined(self.inputMapping):
+            inputs = self.getInputMapping()
+        elif self.isSet(self.inputCol):
+            if len(model.inputs) != 1:
+                names = ", ".join(repr(s.name) for s in model.inputs)
+                raise ValueError(
+                    f"inputCol is set but the model has {len(model.inputs)} inputs ({names}); "
+                    "use inputMapping={column: input name}"
+                )
+            inputs = {self.getInputCol(): model.inputs[0].name}
+        else:
+            raise ValueError("set inputCol (one-input models) or inputMapping {column: input name}")
+        if self.isDefined(self.outputMapping):
+            outputs = self.getOutputMapping()
+        else:
+            if len(model.outputs) != 1:
+                names = ", ".join(repr(s.name) for s in model.outputs)
+                raise ValueError(
+                    f"the model has {len(model.outputs)} outputs ({names}); use "
+                    "outputMapping={output name: column} to choose which to keep and their columns"
+                )
+            outputs = {model.outputs[0].name: self.getOutputCol()}
+        missing = [
+            s.name
+            for s in model.inputs
+            if s.name not in {model.input(v).name for v in inputs.values()}
+        ]
+        if missing:
+            raise ValueError(
+                f"model inputs {missing} are not fed by any column; inputMapping is {inputs}, "
+                f"the model needs {[s.name for s in model.inputs]}"
+            )
+        return inputs, outputs
+
+    def _plan(self, schema: T.StructType, model: OnnxModel) -> tuple[InferencePlan, T.StructType]:
+        inputs, outputs = self._mappings(model)
+        allow_cast = self.getAllowCast()
+        input_specs = []
+        for column, input_name in inputs.items():
+            spec = model.input(input_name)
+            check_input_column(schema, column, spec, allow_cast)
+            input_specs.append((column, spec))
+        out_fields = list(schema.fields)
+        out_columns = []
+        for output_name, column in outputs.items():
+            spec = model.output(output_name)
+            if column in schema.fieldNames():
+                raise ValueError(
+                    f"output column {column!r} already exists in the DataFrame; choose another "
+                    "outputCol / outputMapping column or drop it first"
+                )
+            out_fields.append(T.StructField(column, spark_type_for(spec), nullable=False))
+            out_columns.append(
+                OutputColumn(spec.name, column, spark_output_dtype(spec.dtype).name, spec.rank or 1)
+            )
+        if self.getOutputFormat() == "vector":
+            for out in out_columns:
+                if out.rank != 2:
+                    raise ValueError(
+                        f"outputFormat='vector' needs rank-2 outputs ([N, k]); output "
+                        f"{out.output!r} has rank {out.rank}"
+                    )
+        device = validate_device(self.getDevice(), self.getDeviceId())
+        plan = InferencePlan(
+            model=ModelRef(model.sha256),  # replaced by the shipped reference in _transform
+            inputs=tuple(input_specs),
+            outputs=tuple(out_columns),
+            batch_size=self.getBatchSize(),
+            device=device,
+            device_id=self.getDeviceId(),
+            allow_cast=allow_cast,
+        )
+        return plan, T.StructType(out_fields)
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        model = self.getModel()
+        plan, schema = self._plan(dataset.schema, model)
+        spark = dataset.sparkSession
+        plan = dataclasses.replace(plan, model=ship_model(spark, model))
+        result = dataset.mapInArrow(partial(run_partition, plan), schema)
+        if self.getOutputFormat() == "vector":
+            from pyspark.ml.functions import array_to_vector
+
+            for out in plan.outputs:
+                result = result.withColumn(out.column, array_to_vector(out.column))
+        return result

@@ -1,0 +1,103 @@
+"""Saving and loading sparkonnx stages: Params metadata plus the ONNX bytes stored beside it.
+
+Everything goes through DataFrame writers (no JVM calls), so it works on classic Spark and on
+Spark Connect and with any file system Spark can write to. Layout under `path`:
+`metadata/` (pyspark.ml's JSON metadata, loadable by `DefaultParamsReader`) and `model/`
+(parquet with the model's sha256 and bytes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Generic, TypeVar
+
+from pyspark.ml.util import (
+    DefaultParamsReader,
+    DefaultParamsWriter,
+    MLReadable,
+    MLReader,
+    MLWritable,
+    MLWriter,
+)
+
+from sparkonnx.engine.model import OnnxModel
+
+RW = TypeVar("RW", bound="OnnxStagePersistence")
+
+
+class OnnxStageWriter(MLWriter):
+    """Writes a stage's Params metadata and its ONNX model bytes."""
+
+    def __init__(self, instance: OnnxStagePersistence) -> None:
+        super().__init__()
+        self.instance = instance
+
+    def save(self, path: str) -> None:  # overwrite handled by the writers' mode, not the JVM
+        self.saveImpl(path)
+
+    def saveImpl(self, path: str) -> None:
+        spark = self.sparkSession
+        mode = "overwrite" if self.shouldOverwrite else "error"
+        model = self.instance._model_for_saving()
+        extra = {"modelSha256": model.sha256 if model else None}
+        metadata = DefaultParamsWriter._get_metadata_to_save(self.instance, spark, extra)
+        spark.createDataFrame([(metadata,)], schema=["value"]).coalesce(1).write.mode(mode).text(
+            os.path.join(path, "metadata")
+        )
+        if model is not None:
+            spark.createDataFrame(
+                [(model.sha256, bytearray(model.model_bytes))], "sha256 string, model binary"
+            ).coalesce(1).write.mode(mode).parquet(os.path.join(path, "model"))
+
+
+class OnnxStageReader(MLReader, Generic[RW]):
+    """Reads what OnnxStageWriter wrote, checking the class name and the model's hash."""
+
+    def __init__(self, cls: type[RW]) -> None:
+        super().__init__()
+        self.cls = cls
+
+    def load(self, path: str) -> RW:
+        spark = self.sparkSession
+        expected = f"{self.cls.__module__}.{self.cls.__name__}"
+        metadata = DefaultParamsReader.loadMetadata(path, spark, expected)
+        instance = self.cls()
+        instance._resetUid(metadata["uid"])
+        DefaultParamsReader.getAndSetParams(instance, metadata)
+        sha = metadata.get("modelSha256")
+        if sha:
+            row = spark.read.parquet(os.path.join(path, "model")).head()
+            data = bytes(row["model"])
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise ValueError(
+                    f"the ONNX model stored under {path}/model does not match the sha256 "
+                    f"recorded in its metadata ({sha[:12]}...); the saved stage is corrupt"
+                )
+            instance._set_loaded_model(OnnxModel.from_bytes(data, source=f"{path}/model"))
+        return instance
+
+
+class OnnxStagePersistence(MLReadable, MLWritable):
+    """Mixin: `write()` / `read()` for stages that carry an ONNX model."""
+
+    def write(self) -> OnnxStageWriter:
+        return OnnxStageWriter(self)
+
+    def save(self, path: str) -> None:
+        self.write().save(path)
+
+    @classmethod
+    def read(cls: type[RW]) -> OnnxStageReader[RW]:
+        return OnnxStageReader(cls)
+
+    @classmethod
+    def load(cls: type[RW], path: str) -> RW:
+        return cls.read().load(path)
+
+    # hooks the stage implements
+    def _model_for_saving(self) -> OnnxModel | None:
+        raise NotImplementedError
+
+    def _set_loaded_model(self, model: OnnxModel) -> None:
+        raise NotImplementedError
