@@ -58,7 +58,7 @@ def test_checker_failure_names_the_problem():
 
 
 def test_missing_file_and_wrong_type(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.onnx"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.onnx"):
         OnnxModel.load(tmp_path / "nope.onnx")
     with pytest.raises(TypeError, match="got int"):
         OnnxModel.load(42)  # type: ignore[arg-type]

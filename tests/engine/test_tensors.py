@@ -145,7 +145,7 @@ def test_tensor_to_arrow_round_trip(shape):
     assert arr.type == arrow_type_for(x.dtype, x.ndim)
     assert not pa.types.is_fixed_size_list(arr.type)
     np.testing.assert_array_equal(np.array(arr.to_pylist(), dtype=np.float32), x)
-    back = column_to_tensor(arr, "y", spec(*(["N"] + list(shape[1:]))))
+    back = column_to_tensor(arr, "y", spec(*(["N", *list(shape[1:])])))
     np.testing.assert_array_equal(back, x)
 
 
