@@ -80,10 +80,11 @@ def plan_providers(
     """
     device = validate_device(device, device_id)
     available = available_providers() if available is None else available
-    if device == "auto" and CUDA in available:
-        if not (nvidia_device_visible() if gpu_visible is None else gpu_visible):
-            _log_fallback_once("no NVIDIA GPU is visible (/dev/nvidia*)", [CPU])
-            return ProviderPlan("cpu", ((CPU, ()),))
+    if gpu_visible is None:
+        gpu_visible = nvidia_device_visible()
+    if device == "auto" and CUDA in available and not gpu_visible:
+        _log_fallback_once("no NVIDIA GPU is visible (/dev/nvidia*)", [CPU])
+        return ProviderPlan("cpu", ((CPU, ()),))
     cpu = (CPU, ())
     if device == "cpu":
         return ProviderPlan("cpu", (cpu,))
