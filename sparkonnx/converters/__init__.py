@@ -1,4 +1,109 @@
 """Driver-only conversion of Keras / TensorFlow models to validated ONNX models.
 
-TensorFlow, Keras and tf2onnx are imported lazily, inside functions.
+TensorFlow, Keras and tf2onnx are imported lazily, inside functions: importing this package
+needs only onnx and numpy. Entry points: `convert` (any source) and `from_keras`,
+`from_saved_model`, `from_function`, `from_graph_def`, `from_checkpoint`; all take a
+`ConversionOptions` and/or its fields as keywords and return a `ConversionResult`.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "convert": "sparkonnx.converters.api",
+    "from_keras": "sparkonnx.converters.api",
+    "from_saved_model": "sparkonnx.converters.api",
+    "from_function": "sparkonnx.converters.api",
+    "from_graph_def": "sparkonnx.converters.api",
+    "from_checkpoint": "sparkonnx.converters.api",
+    "ConversionOptions": "sparkonnx.converters.options",
+    "ConversionResult": "sparkonnx.converters.result",
+    "ModelSignature": "sparkonnx.converters.result",
+    "ParityReport": "sparkonnx.converters.result",
+    "OutputParity": "sparkonnx.converters.result",
+    "SourceInfo": "sparkonnx.converters.result",
+    "ConversionError": "sparkonnx.converters.errors",
+    "UnsupportedSourceError": "sparkonnx.converters.errors",
+    "UnsafeModelError": "sparkonnx.converters.errors",
+    "SignatureError": "sparkonnx.converters.errors",
+    "UnsupportedOpsError": "sparkonnx.converters.errors",
+    "ParityError": "sparkonnx.converters.errors",
+    "OnnxRuntimeLoadError": "sparkonnx.converters.errors",
+    "inspect_model": "sparkonnx.converters.inspect",
+    "ModelReport": "sparkonnx.converters.inspect",
+    "preprocessing_of": "sparkonnx.converters.metadata",
+    "labels_of": "sparkonnx.converters.metadata",
+    "parity_of": "sparkonnx.converters.metadata",
+}
+
+__all__ = [
+    "ConversionError",
+    "ConversionOptions",
+    "ConversionResult",
+    "ModelReport",
+    "ModelSignature",
+    "OnnxRuntimeLoadError",
+    "OutputParity",
+    "ParityError",
+    "ParityReport",
+    "SignatureError",
+    "SourceInfo",
+    "UnsafeModelError",
+    "UnsupportedOpsError",
+    "UnsupportedSourceError",
+    "convert",
+    "from_checkpoint",
+    "from_function",
+    "from_graph_def",
+    "from_keras",
+    "from_saved_model",
+    "inspect_model",
+    "labels_of",
+    "parity_of",
+    "preprocessing_of",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'sparkonnx.converters' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sparkonnx.converters.api import (
+        convert,
+        from_checkpoint,
+        from_function,
+        from_graph_def,
+        from_keras,
+        from_saved_model,
+    )
+    from sparkonnx.converters.errors import (
+        ConversionError,
+        OnnxRuntimeLoadError,
+        ParityError,
+        SignatureError,
+        UnsafeModelError,
+        UnsupportedOpsError,
+        UnsupportedSourceError,
+    )
+    from sparkonnx.converters.inspect import ModelReport, inspect_model
+    from sparkonnx.converters.metadata import labels_of, parity_of, preprocessing_of
+    from sparkonnx.converters.options import ConversionOptions
+    from sparkonnx.converters.result import (
+        ConversionResult,
+        ModelSignature,
+        OutputParity,
+        ParityReport,
+        SourceInfo,
+    )

@@ -1,0 +1,154 @@
+"""`inspect_model`: what an ONNX file holds and which ONNX Runtime providers can run it (no TF)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparkonnx.converters import metadata
+from sparkonnx.engine.model import OnnxModel, TensorSpec
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """Inputs, outputs, opset, size, metadata, parity record and usable providers of a model."""
+
+    path: str
+    size_bytes: int
+    sha256: str
+    opset: int
+    ir_version: int
+    producer: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    metadata: dict[str, str]
+    parity: dict[str, Any] | None
+    providers: dict[str, bool] = field(default_factory=dict)  # provider -> runs this model
+
+    def to_dict(self) -> dict[str, Any]:
+        def spec(s: TensorSpec) -> dict[str, Any]:
+            return {"name": s.name, "dtype": s.dtype.name, "shape": list(s.shape or [])}
+
+        return {
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "opset": self.opset,
+            "ir_version": self.ir_version,
+            "producer": self.producer,
+            "inputs": [spec(s) for s in self.inputs],
+            "outputs": [spec(s) for s in self.outputs],
+            "metadata": self.metadata,
+            "parity": self.parity,
+            "providers": self.providers,
+        }
+
+    def render(self) -> str:
+        """A human-readable multi-line summary."""
+        lines = [
+            f"model     {self.path}",
+            f"size      {self.size_bytes / 1e6:.2f} MB, sha256 {self.sha256[:16]}",
+            f"opset     {self.opset} (IR {self.ir_version}), producer {self.producer}",
+            "inputs",
+            *(f"  {s.describe()}" for s in self.inputs),
+            "outputs",
+            *(f"  {s.describe()}" for s in self.outputs),
+        ]
+        if self.parity:
+            lines.append(
+                f"parity    {'passed' if self.parity.get('passed') else 'FAILED'}: max abs "
+                f"{self.parity.get('max_abs_error'):.3g}, max rel "
+                f"{self.parity.get('max_rel_error'):.3g} (tolerance {self.parity.get('tolerance')})"
+            )
+        else:
+            lines.append("parity    no record (not converted by sparkonnx, or --no-check)")
+        other = {k: v for k, v in self.metadata.items() if k != metadata.PARITY}
+        if other:
+            lines.append("metadata")
+            lines.extend(f"  {k} = {_short(v)}" for k, v in sorted(other.items()))
+        if self.providers:
+            usable = ", ".join(p for p, ok in self.providers.items() if ok) or "none"
+            unusable = ", ".join(p for p, ok in self.providers.items() if not ok)
+            lines.append(
+                f"providers {usable}"
+                + (f" (installed, cannot run: {unusable})" if unusable else "")
+            )
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _short(value: str, limit: int = 100) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """Mute onnxruntime's own prints and C++ logs (provider fallbacks) at the fd level."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+def usable_providers(model: OnnxModel) -> dict[str, bool]:
+    """For each provider the installed onnxruntime has, whether it can create a session."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    result = {}
+    for provider in ort.get_available_providers():
+        try:
+            with _silenced():
+                session = ort.InferenceSession(model.model_bytes, options, providers=[provider])
+            result[provider] = session.get_providers()[:1] == [provider]
+        except Exception:
+            result[provider] = False
+    return result
+
+
+def inspect_model(path: str | os.PathLike[str], check_providers: bool = True) -> ModelReport:
+    """Read an ONNX file and report on it; `check_providers` tries a session per provider."""
+    p = Path(path)
+    model = OnnxModel.from_path(p)
+    size = p.stat().st_size
+    data_files = {
+        e.value
+        for t in model.proto.graph.initializer
+        for e in t.external_data
+        if e.key == "location"
+    }
+    size += sum((p.parent / f).stat().st_size for f in data_files if (p.parent / f).is_file())
+    proto = model.proto
+    return ModelReport(
+        path=str(p),
+        size_bytes=max(size, model.size_bytes),
+        sha256=model.sha256,
+        opset=model.opset,
+        ir_version=int(proto.ir_version),
+        producer=f"{proto.producer_name} {proto.producer_version}".strip(),
+        inputs=model.inputs,
+        outputs=model.outputs,
+        metadata=dict(model.metadata),
+        parity=metadata.parity_of(model),
+        providers=usable_providers(model) if check_providers else {},
+    )

@@ -1,0 +1,104 @@
+"""The one place that calls tf2onnx: a tf.function or a frozen GraphDef in, an ONNX proto out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import onnx
+
+from sparkonnx.converters import _deps
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def _numpy2_compat() -> Iterator[None]:
+    """tf2onnx 1.17's large-model path calls `np.product` (gone in numpy 2): alias it meanwhile."""
+    added = not hasattr(np, "product")
+    if added:
+        np.product = np.prod  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if added:
+            del np.product  # type: ignore[attr-defined]
+
+
+def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.TENSOR:
+                yield attr.t
+            elif attr.type == onnx.AttributeProto.GRAPH:
+                yield from _graph_tensors(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _graph_tensors(g)
+
+
+def _inline_external_storage(proto: onnx.ModelProto, storage: Any) -> None:
+    """Move tf2onnx's external tensor storage back into the proto (written out again on save)."""
+    if storage is None:
+        return
+    data: dict[str, bytes] = storage.name_to_tensor_data
+    for tensor in _graph_tensors(proto.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+        if location not in data:
+            raise RuntimeError(f"tf2onnx lost the external data of tensor {tensor.name!r}")
+        tensor.raw_data = data[location]
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.DEFAULT
+
+
+def convert_function(
+    function: Any,
+    input_signature: Sequence[Any],
+    opset: int,
+    handlers: Mapping[str, Any],
+    large_model: bool,
+) -> onnx.ModelProto:
+    """Convert a `tf.function` traced with `input_signature` (outputs named by its dict keys)."""
+    tf2onnx = _deps.tf2onnx()
+    with _numpy2_compat():
+        proto, storage = tf2onnx.convert.from_function(
+            function,
+            input_signature=list(input_signature),
+            opset=opset,
+            custom_op_handlers=dict(handlers),
+            large_model=large_model,
+        )
+    _inline_external_storage(proto, storage)
+    return proto
+
+
+def convert_graph_def(
+    graph_def: Any,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    opset: int,
+    handlers: Mapping[str, Any],
+    large_model: bool,
+    shape_override: Mapping[str, list[int | None]] | None = None,
+) -> onnx.ModelProto:
+    """Convert a frozen GraphDef between the named tensors ('name:0')."""
+    tf2onnx = _deps.tf2onnx()
+    with _numpy2_compat():
+        proto, storage = tf2onnx.convert.from_graph_def(
+            graph_def,
+            name="graph_def",
+            input_names=list(input_names),
+            output_names=list(output_names),
+            opset=opset,
+            custom_op_handlers=dict(handlers),
+            shape_override=dict(shape_override) if shape_override else None,
+            large_model=large_model,
+        )
+    _inline_external_storage(proto, storage)
+    return proto
