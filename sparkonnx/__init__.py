@@ -19,8 +19,15 @@ _EXPORTS: dict[str, str] = {
     "InvalidModelError": "sparkonnx.engine.model",
     "DeviceError": "sparkonnx.engine.providers",
     "TensorConversionError": "sparkonnx.engine.tensors",
+    "ImageDecodeError": "sparkonnx.engine.images",
     # spark_api
     "ONNXTransformer": "sparkonnx.spark_api.onnx_transformer",
+    "read_images": "sparkonnx.spark_api.images",
+    "readImagesWithCustomFn": "sparkonnx.spark_api.images",
+    "ImageSchema": "sparkonnx.spark_api.images",
+    "imageStructToArray": "sparkonnx.spark_api.image_utils",
+    "imageArrayToStruct": "sparkonnx.spark_api.image_utils",
+    "imageStructToPIL": "sparkonnx.spark_api.image_utils",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -40,7 +47,14 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from sparkonnx.engine.images import ImageDecodeError
     from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec
     from sparkonnx.engine.providers import DeviceError
     from sparkonnx.engine.tensors import TensorConversionError
+    from sparkonnx.spark_api.image_utils import (
+        imageArrayToStruct,
+        imageStructToArray,
+        imageStructToPIL,
+    )
+    from sparkonnx.spark_api.images import ImageSchema, read_images, readImagesWithCustomFn
     from sparkonnx.spark_api.onnx_transformer import ONNXTransformer
