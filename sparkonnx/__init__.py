@@ -20,6 +20,21 @@ _EXPORTS: dict[str, str] = {
     "DeviceError": "sparkonnx.engine.providers",
     "TensorConversionError": "sparkonnx.engine.tensors",
     "ImageDecodeError": "sparkonnx.engine.images",
+    # converters (driver only; TensorFlow imported lazily inside)
+    "convert": "sparkonnx.converters.api",
+    "from_keras": "sparkonnx.converters.api",
+    "from_saved_model": "sparkonnx.converters.api",
+    "from_function": "sparkonnx.converters.api",
+    "from_graph_def": "sparkonnx.converters.api",
+    "from_checkpoint": "sparkonnx.converters.api",
+    "ConversionOptions": "sparkonnx.converters.options",
+    "ConversionResult": "sparkonnx.converters.result",
+    "ParityReport": "sparkonnx.converters.result",
+    "ConversionError": "sparkonnx.converters.errors",
+    "ParityError": "sparkonnx.converters.errors",
+    "UnsupportedOpsError": "sparkonnx.converters.errors",
+    "UnsafeModelError": "sparkonnx.converters.errors",
+    "inspect_model": "sparkonnx.converters.inspect",
     # spark_api
     "ONNXTransformer": "sparkonnx.spark_api.onnx_transformer",
     "read_images": "sparkonnx.spark_api.images",
@@ -47,6 +62,23 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from sparkonnx.converters.api import (
+        convert,
+        from_checkpoint,
+        from_function,
+        from_graph_def,
+        from_keras,
+        from_saved_model,
+    )
+    from sparkonnx.converters.errors import (
+        ConversionError,
+        ParityError,
+        UnsafeModelError,
+        UnsupportedOpsError,
+    )
+    from sparkonnx.converters.inspect import inspect_model
+    from sparkonnx.converters.options import ConversionOptions
+    from sparkonnx.converters.result import ConversionResult, ParityReport
     from sparkonnx.engine.images import ImageDecodeError
     from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec
     from sparkonnx.engine.providers import DeviceError
