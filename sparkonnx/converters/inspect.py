@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sparkonnx.converters import metadata
+from sparkonnx.converters.quiet import silenced
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 
 
@@ -89,26 +87,6 @@ def _short(value: str, limit: int = 100) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
-@contextlib.contextmanager
-def _silenced() -> Iterator[None]:
-    """Mute onnxruntime's own prints and C++ logs (provider fallbacks) at the fd level."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
-
-
 def usable_providers(model: OnnxModel) -> dict[str, bool]:
     """For each provider the installed onnxruntime has, whether it can create a session."""
     import onnxruntime as ort
@@ -118,7 +96,7 @@ def usable_providers(model: OnnxModel) -> dict[str, bool]:
     result = {}
     for provider in ort.get_available_providers():
         try:
-            with _silenced():
+            with silenced():
                 session = ort.InferenceSession(model.model_bytes, options, providers=[provider])
             result[provider] = session.get_providers()[:1] == [provider]
         except Exception:

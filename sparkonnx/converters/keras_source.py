@@ -136,10 +136,16 @@ def prepare_keras(
     overrides = dict(options.input_shapes or {})
     used: list[str] = []
     infos: list[InputInfo] = []
-    for spec in raw:
+    renames = (
+        options.input_names
+        if options.input_names and len(options.input_names) == len(raw)
+        else None
+    )
+    for index, spec in enumerate(raw):
         name = sanitize_tf_name(spec.name, used)
         used.append(name)
-        shape = overrides.pop(spec.name, overrides.pop(name, spec.shape))
+        keys = [spec.name, name, *([renames[index]] if renames else [])]
+        shape = next((overrides.pop(k) for k in keys if k in overrides), spec.shape)
         if options.dynamic_batch and shape:
             shape = (None, *shape[1:])
         infos.append(InputInfo(name, spec.dtype, shape))

@@ -43,12 +43,18 @@ def _spec_inputs(specs: list[Any], options: ConversionOptions, what: str) -> lis
     overrides = dict(options.input_shapes or {})
     used: list[str] = []
     infos = []
+    renames = (
+        options.input_names
+        if options.input_names and len(options.input_names) == len(specs)
+        else None
+    )
     for i, spec in enumerate(specs):
         raw = spec.name or f"input_{i}"
         name = sanitize_tf_name(raw, used)
         used.append(name)
         shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
-        shape = overrides.pop(raw, overrides.pop(name, shape))
+        keys = [raw, name, *([renames[i]] if renames else [])]
+        shape = next((overrides.pop(k) for k in keys if k in overrides), shape)
         if options.dynamic_batch and shape:
             shape = (None, *shape[1:])
         infos.append(InputInfo(name, np.dtype(spec.dtype.as_numpy_dtype), shape))
