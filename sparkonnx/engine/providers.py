@@ -83,7 +83,7 @@ def plan_providers(
     if gpu_visible is None:
         gpu_visible = nvidia_device_visible()
     if device == "auto" and CUDA in available and not gpu_visible:
-        _log_fallback_once("no NVIDIA GPU is visible (/dev/nvidia*)", [CPU])
+        _log_fallback_once("no NVIDIA GPU is visible (/dev/nvidia*)", [CPU], logging.INFO)
         return ProviderPlan("cpu", ((CPU, ()),))
     cpu = (CPU, ())
     if device == "cpu":
@@ -123,12 +123,12 @@ def check_session_providers(plan: ProviderPlan, session: Any) -> str:
     return "cpu"
 
 
-def _log_fallback_once(reason: str, providers: list[str]) -> None:
+def _log_fallback_once(reason: str, providers: list[str], level: int = logging.WARNING) -> None:
     with _fallback_lock:
         if reason in _fallback_logged:
             return
         _fallback_logged.add(reason)
-    logger.warning("device='auto': running on CPU because %s (providers: %s)", reason, providers)
+    logger.log(level, "device='auto': running on CPU because %s (providers: %s)", reason, providers)
 
 
 def gpu_id_from_resources(resources: dict[str, Any] | None) -> int | None:

@@ -1,0 +1,179 @@
+"""Tensor-path throughput: ONNXTransformer vs raw ONNX Runtime vs the hand-written alternatives.
+
+Same model and same data in one run: raw ORT on numpy in one process (both cores); then, on
+local[2] over a cached DataFrame written to the `noop` sink: ONNXTransformer, pyspark's
+`predict_batch_udf` running the same ORT model, and a plain `mapInPandas` running it.
+Prints rows/s and each ratio to raw ORT. Not a test: run it by hand.
+
+    .venv/bin/python benchmarks/bench_tensor.py [--rows 200000] [--repeats 3] [--models light,heavy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import onnx
+import pandas as pd
+import pyarrow as pa
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+from sparkonnx import ONNXTransformer, testing  # noqa: E402
+
+MODELS = {"light": (256, 512, 512, 16), "heavy": (256, 2048, 2048, 16)}
+
+
+def flops_per_row(widths: tuple[int, ...]) -> float:
+    return 2.0 * sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    """Median seconds of `repeats` runs after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def raw_ort(model_bytes: bytes, x: np.ndarray, batch: int) -> Callable[[], object]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 2
+    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+    def run() -> None:
+        for start in range(0, len(x), batch):
+            session.run(["y"], {"x": x[start : start + batch]})
+
+    return run
+
+
+def _one_thread_session(model_bytes: bytes):  # what a careful hand-written UDF would build
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def predict_batch_udf_path(df, model_bytes: bytes, width: int, out: int, batch: int):
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql.types import ArrayType, FloatType
+
+    def make_predict_fn():
+        session = _one_thread_session(model_bytes)
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return session.run(["y"], {"x": x.astype(np.float32, copy=False)})[0]
+
+        return predict
+
+    udf = predict_batch_udf(
+        make_predict_fn,
+        return_type=ArrayType(FloatType()),
+        batch_size=batch,
+        input_tensor_shapes=[[width]],
+    )
+    return df.withColumn("y", udf("features"))
+
+
+def map_in_pandas_path(df, model_bytes: bytes, batch: int):
+    def predict(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        session = _one_thread_session(model_bytes)
+        for frame in frames:
+            x = np.stack(frame["features"].to_numpy()).astype(np.float32)
+            y = session.run(["y"], {"x": x})[0]
+            frame["y"] = list(y)
+            yield frame
+
+    return df.mapInPandas(predict, f"{df.schema.simpleString()[7:-1]}, y array<float>")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--models", default="light,heavy")
+    parser.add_argument("--skip", default="", help="comma list of paths to skip")
+    args = parser.parse_args()
+
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", "6g")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    skip = set(filter(None, args.skip.split(",")))
+    print(f"rows={args.rows} batch={args.batch} cores={os.cpu_count()} spark={spark.version}")
+    for name in args.models.split(","):
+        widths = MODELS[name]
+        model_bytes = testing.mlp(widths).SerializeToString()
+        onnx.checker.check_model(onnx.load_from_string(model_bytes))
+        x = np.random.default_rng(0).standard_normal((args.rows, widths[0]), dtype=np.float32)
+        table = pa.table(
+            {
+                "id": pa.array(np.arange(args.rows)),
+                "features": pa.ListArray.from_arrays(
+                    pa.array(np.arange(args.rows + 1, dtype=np.int32) * widths[0]),
+                    pa.array(x.reshape(-1)),
+                ),
+            }
+        )
+        df = spark.createDataFrame(table).repartition(2).cache()
+        df.count()
+
+        def sink(frame) -> Callable[[], object]:
+            return lambda: frame.write.format("noop").mode("overwrite").save()
+
+        results: dict[str, float] = {}
+        results["raw ORT (1 process, 2 threads)"] = timed(
+            raw_ort(model_bytes, x, args.batch), args.repeats
+        )
+        transformer = ONNXTransformer(
+            model=model_bytes, inputCol="features", outputCol="y", batchSize=args.batch
+        )
+        results["ONNXTransformer (mapInArrow)"] = timed(
+            sink(transformer.transform(df)), args.repeats
+        )
+        if "predict_batch_udf" not in skip:
+            frame = predict_batch_udf_path(df, model_bytes, widths[0], widths[-1], args.batch)
+            results["predict_batch_udf + ORT"] = timed(sink(frame), args.repeats)
+        if "mapInPandas" not in skip:
+            results["mapInPandas + ORT"] = timed(
+                sink(map_in_pandas_path(df, model_bytes, args.batch)), args.repeats
+            )
+        df.unpersist()
+
+        base = args.rows / results["raw ORT (1 process, 2 threads)"]
+        mflop = flops_per_row(widths) / 1e6
+        print(f"\n{name} MLP {'-'.join(map(str, widths))} ({mflop:.1f} MFLOP/row)")
+        print(f"  {'path':34s} {'rows/s':>10s} {'ratio to raw ORT':>17s}")
+        for path, seconds in results.items():
+            rate = args.rows / seconds
+            print(f"  {path:34s} {rate:10.0f} {rate / base:17.2f}")
+        ours = args.rows / results["ONNXTransformer (mapInArrow)"]
+        for path in ("predict_batch_udf + ORT", "mapInPandas + ORT"):
+            if path in results:
+                print(f"  ONNXTransformer / {path}: {ours / (args.rows / results[path]):.2f}x")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
