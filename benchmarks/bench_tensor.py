@@ -25,13 +25,15 @@ import pyarrow as pa
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-from sparkonnx import ONNXTransformer, testing  # noqa: E402
+import itertools
+
+from sparkonnx import ONNXTransformer, testing
 
 MODELS = {"light": (256, 512, 512, 16), "heavy": (256, 2048, 2048, 16)}
 
 
 def flops_per_row(widths: tuple[int, ...]) -> float:
-    return 2.0 * sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    return 2.0 * sum(a * b for a, b in itertools.pairwise(widths))
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:

@@ -24,7 +24,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 
 def say(text: str) -> None:
@@ -148,7 +148,7 @@ def images_demo(spark, folder: Path) -> None:
     from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("array<float>")
-    def to_rgb_tensor(height, width, channels, data):  # noqa: ANN001
+    def to_rgb_tensor(height, width, channels, data):
         from PIL import Image
 
         out = []
