@@ -30,9 +30,11 @@ def _fields(imageRow: Any) -> tuple[int, int, int, int, bytes]:
         raise ValueError(
             "image is None: the file was not decoded (see the `error` column of read_images)"
         )
-    getter = imageRow.__getitem__ if isinstance(imageRow, Mapping) else imageRow.__getattribute__
+    is_mapping = isinstance(imageRow, Mapping)
     try:
-        h, w, c, mode, data = (getter(name) for name in IMAGE_FIELDS[1:])
+        h, w, c, mode, data = (
+            imageRow[name] if is_mapping else getattr(imageRow, name) for name in IMAGE_FIELDS[1:]
+        )
     except (AttributeError, KeyError):
         raise TypeError(
             f"expected an image struct (a Row with fields {list(IMAGE_FIELDS)}), "
