@@ -64,17 +64,48 @@ def convert_function(
     handlers: Mapping[str, Any],
     large_model: bool,
 ) -> onnx.ModelProto:
-    """Convert a `tf.function` traced with `input_signature` (outputs named by its dict keys)."""
+    """Convert a `tf.function` traced with `input_signature` (outputs named by its dict keys).
+
+    Frozen with tf2onnx's loader, then converted as a GraphDef: tf2onnx's own `from_function`
+    would turn every tensor the function captured (an eager constant) into a model input.
+    """
+    tf = _deps.tensorflow()
     tf2onnx = _deps.tf2onnx()
-    with _numpy2_compat():
-        proto, storage = tf2onnx.convert.from_function(
-            function,
-            input_signature=list(input_signature),
-            opset=opset,
-            custom_op_handlers=dict(handlers),
-            large_model=large_model,
-        )
-    _inline_external_storage(proto, storage)
+    from tf2onnx import tf_loader
+
+    if large_model:  # external tensor storage exists only on tf2onnx's function path
+        with _numpy2_compat():
+            proto, storage = tf2onnx.convert.from_function(
+                function,
+                input_signature=list(input_signature),
+                opset=opset,
+                custom_op_handlers=dict(handlers),
+                large_model=True,
+            )
+        _inline_external_storage(proto, storage)
+        return proto
+    concrete = function.get_concrete_function(*input_signature)
+    specs = [
+        s
+        for s in tf.nest.flatten(concrete.structured_input_signature)
+        if isinstance(s, tf.TensorSpec)
+    ]
+    inputs = [t.name for t in concrete.inputs[: len(specs)]]
+    outputs = [t.name for t in concrete.outputs if t.dtype != tf.resource]
+    renames = dict(zip(inputs, (s.name for s in specs)))
+    if isinstance(concrete.structured_outputs, dict):
+        renames.update({t.name: k for k, t in concrete.structured_outputs.items()})
+    with tf.device("/cpu:0"):
+        graph_def = tf_loader.from_function(concrete, inputs, outputs)
+    proto, _ = tf2onnx.convert.from_graph_def(
+        graph_def,
+        name=getattr(concrete, "name", "function"),
+        input_names=inputs,
+        output_names=outputs,
+        opset=opset,
+        custom_op_handlers=dict(handlers),
+        tensors_to_rename=renames,
+    )
     return proto
 
 
