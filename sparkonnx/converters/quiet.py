@@ -16,11 +16,19 @@ def silenced(stdout: bool = True, stderr: bool = True) -> Iterator[None]:
     sys.stderr.flush()
     saved = {fd: os.dup(fd) for fd in fds}
     devnull = os.open(os.devnull, os.O_WRONLY)
+    sink = open(os.devnull, "w")  # noqa: SIM115 - closed below; Python-level prints too
+    redirects = contextlib.ExitStack()
     try:
         for fd in fds:
             os.dup2(devnull, fd)
-        yield
+        if stdout:
+            redirects.enter_context(contextlib.redirect_stdout(sink))
+        if stderr:
+            redirects.enter_context(contextlib.redirect_stderr(sink))
+        with redirects:
+            yield
     finally:
+        sink.close()
         sys.stdout.flush()
         sys.stderr.flush()
         for fd, copy in saved.items():
