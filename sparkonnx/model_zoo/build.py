@@ -1,0 +1,200 @@
+"""Building a zoo model: keras.applications network + fused preprocessing -> ONNX, cached on disk.
+
+The ONNX graph takes what Spark's image struct holds, uint8 BGR images [N, H, W, 3] of any size,
+and does everything else inside: resize to the network's input size (bilinear), BGR -> RGB, the
+model's own normalisation. Its outputs are `features` (the featurizer's vector) and
+`probabilities` (the ImageNet classifier). Executors run that one graph and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sparkonnx.engine.model import OnnxModel
+from sparkonnx.model_zoo import cache
+from sparkonnx.model_zoo.labels import imagenet_labels
+from sparkonnx.model_zoo.registry import ZooModel, get_model
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAME = "image"
+FEATURES = "features"
+PROBABILITIES = "probabilities"
+DEFAULT_SEED = 0
+ZOO_TOLERANCE = 1e-3
+Weights = str | os.PathLike[str] | None
+
+
+class ZooWeightsError(RuntimeError):
+    """ImageNet weights could not be loaded; the message says where to put the file."""
+
+
+@dataclass(frozen=True)
+class WeightsChoice:
+    """A resolved `weights` argument: what to pass to Keras and its identity for the cache."""
+
+    keras_arg: str | None
+    identity: str
+
+
+def resolve_weights(spec: ZooModel, weights: Weights, seed: int = DEFAULT_SEED) -> WeightsChoice:
+    """Interpret 'imagenet', a weights file path, or None (random, seeded)."""
+    if weights is None or (isinstance(weights, str) and weights.lower() in ("none", "random")):
+        return WeightsChoice(None, f"random-seed{seed}")
+    if isinstance(weights, str) and weights.lower() == "imagenet":
+        return WeightsChoice("imagenet", "imagenet")
+    path = Path(weights)
+    if not path.is_file():
+        raise ZooWeightsError(
+            f"weights file {path} for {spec.name} not found; pass weights='imagenet', None "
+            "(random, for tests) or the path of a Keras weights file"
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return WeightsChoice(str(path), f"file-{digest}")
+
+
+def keras_weights_path(spec: ZooModel) -> Path:
+    """Where Keras looks for (and caches) the ImageNet weights of `spec`."""
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return home / "models" / spec.weights_file
+
+
+def _build_keras(spec: ZooModel, choice: WeightsChoice, seed: int) -> Any:
+    import keras
+
+    constructor = getattr(keras.applications, spec.constructor)
+    kwargs = dict(spec.constructor_kwargs)
+    if choice.keras_arg is None:
+        keras.utils.set_random_seed(seed)
+        return constructor(weights=None, **kwargs)
+    try:
+        return constructor(weights=choice.keras_arg, **kwargs)
+    except Exception as exc:
+        if choice.keras_arg != "imagenet":
+            raise ZooWeightsError(
+                f"could not load weights {choice.keras_arg} into {spec.name}: {exc}"
+            ) from exc
+        raise ZooWeightsError(
+            f"could not load the ImageNet weights of {spec.name} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else exc!r}). Download {spec.weights_url} on "
+            f"a machine with internet access and put it at {keras_weights_path(spec)} (Keras' "
+            "cache; set KERAS_HOME to move it), or pass weights='/path/to/weights.h5', or "
+            "weights=None for random weights"
+        ) from exc
+
+
+def _two_output_model(spec: ZooModel, network: Any) -> Any:
+    import keras
+
+    if spec.feature_layer == "<pre-dropout>":
+        dropout = [layer for layer in network.layers if isinstance(layer, keras.layers.Dropout)][-1]
+        features = keras.layers.Flatten(name="zoo_features")(dropout.input)
+    else:
+        features = network.get_layer(spec.feature_layer).output
+    return keras.Model(network.inputs, [features, network.output], name=f"{spec.name}_zoo")
+
+
+def fused_function(spec: ZooModel, network: Any) -> Any:
+    """A tf.function: uint8 BGR [N, H, W, 3] -> {features, probabilities}, preprocessing inside."""
+    import keras
+    import tensorflow as tf
+
+    model = _two_output_model(spec, network)
+    preprocess = getattr(keras.applications, spec.preprocess_module).preprocess_input
+    height, width = spec.input_size
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name=INPUT_NAME)])
+    def serve(image: Any) -> dict[str, Any]:
+        x = tf.cast(image, tf.float32)
+        x = tf.reverse(x, axis=[-1])  # Spark's image struct is BGR; keras.applications want RGB
+        x = tf.image.resize(x, (height, width), method="bilinear", antialias=False)
+        x = preprocess(x)
+        features, probabilities = model(x, training=False)
+        return {FEATURES: features, PROBABILITIES: probabilities}
+
+    return serve
+
+
+def preprocessing_spec(spec: ZooModel) -> dict[str, Any]:
+    """What the image API must feed: raw BGR uint8 NHWC, any size (the graph does the rest)."""
+    return {
+        "fused": True,
+        "layout": "NHWC",
+        "channel_order": "BGR",
+        "dtype": "uint8",
+        "input_size": list(spec.input_size),
+        "resize": "bilinear",
+        "normalisation": spec.preprocessing,
+    }
+
+
+def build_model(
+    name: str, weights: Weights = "imagenet", *, seed: int = DEFAULT_SEED, progress: bool = True
+) -> OnnxModel:
+    """Build (or load from the disk cache) the ONNX graph of zoo model `name`."""
+    spec = get_model(name)
+    choice = resolve_weights(spec, weights, seed)
+    path = cache.model_path(spec.name, choice.identity)
+    if path.is_file():
+        logger.info("zoo model %s (%s) from cache %s", spec.name, choice.identity, path)
+        return OnnxModel.from_path(path)
+    return _build_and_cache(spec, choice, seed, path, progress)
+
+
+def _build_and_cache(
+    spec: ZooModel, choice: WeightsChoice, seed: int, path: Path, progress: bool
+) -> OnnxModel:
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from sparkonnx.converters import from_function
+
+    steps = tqdm(total=3, desc=f"building {spec.name}", disable=not progress, unit="step")
+    start = time.perf_counter()
+    steps.set_postfix_str("keras model")
+    network = _build_keras(spec, choice, seed)
+    steps.update()
+    steps.set_postfix_str("convert + parity")
+    rng = np.random.default_rng(seed)
+    sample = rng.integers(
+        0, 256, size=(2, spec.input_size[0] + 32, spec.input_size[1] + 48, 3), dtype=np.uint8
+    )
+    result = from_function(
+        fused_function(spec, network),
+        sample_input={INPUT_NAME: sample},
+        tolerance=ZOO_TOLERANCE,
+        preprocessing=preprocessing_spec(spec),
+        labels=tuple(imagenet_labels().descriptions),
+        extra={
+            "sparkonnx.zoo.model": spec.name,
+            "sparkonnx.zoo.weights": choice.identity,
+            "sparkonnx.zoo.feature_width": str(spec.feature_width),
+        },
+    )
+    steps.update()
+    steps.set_postfix_str("save")
+    cache.save_atomically(result.proto.SerializeToString(), path)
+    steps.update()
+    steps.close()
+    logger.info(
+        "built %s (%s) in %.1f s, parity %s, cached at %s",
+        spec.name,
+        choice.identity,
+        time.perf_counter() - start,
+        result.parity.summary() if result.parity else "not checked",
+        path,
+    )
+    return OnnxModel.from_path(path)
+
+
+def describe_parity(model: OnnxModel) -> str:
+    """The parity record stored in a built model's metadata, as one line."""
+    record = model.metadata.get("sparkonnx.parity")
+    return json.dumps(json.loads(record)) if record else "no parity record"

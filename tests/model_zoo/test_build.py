@@ -1,0 +1,101 @@
+"""Zoo builds: ONNX (with fused preprocessing) against Keras on the same images."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from sparkonnx.model_zoo import build as zoo_build
+from sparkonnx.model_zoo.labels import imagenet_labels
+from sparkonnx.model_zoo.registry import MODELS, get_model
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+FAST_MODEL = "MobileNetV3Small"
+
+
+def keras_reference(name: str, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keras' own path: BGR -> RGB, tf bilinear resize, preprocess_input, the network."""
+    spec = get_model(name)
+    network = zoo_build._build_keras(spec, zoo_build.WeightsChoice(None, "random"), seed=0)
+    model = zoo_build._two_output_model(spec, network)
+    preprocess = getattr(keras.applications, spec.preprocess_module).preprocess_input
+    rgb = tf.convert_to_tensor(bgr[..., ::-1].astype(np.float32))
+    x = preprocess(tf.image.resize(rgb, spec.input_size, method="bilinear"))
+    features, probabilities = model(x, training=False)
+    return np.asarray(features), np.asarray(probabilities)
+
+
+def onnx_outputs(model, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    session = ort.InferenceSession(model.model_bytes, providers=["CPUExecutionProvider"])
+    return tuple(session.run(["features", "probabilities"], {"image": bgr}))
+
+
+def check_against_keras(name: str) -> None:
+    model = zoo_build.build_model(name, weights=None, progress=False)
+    bgr = np.random.default_rng(7).integers(0, 256, size=(2, 250, 310, 3), dtype=np.uint8)
+    ours_f, ours_p = onnx_outputs(model, bgr)
+    ref_f, ref_p = keras_reference(name, bgr)
+    spec = get_model(name)
+    assert ours_f.shape == (2, spec.feature_width) and ours_p.shape == (2, 1000)
+    # random weights can give tiny activations (MobileNetV3: ~1e-10): compare relative to scale,
+    # and make sure the two images give different features, so the comparison is not vacuous
+    scale = float(np.abs(ref_f).max())
+    assert scale > 0 and np.abs(ref_f[0] - ref_f[1]).max() > 0.01 * scale
+    np.testing.assert_allclose(ours_f / scale, ref_f / scale, atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(ours_p, ref_p, atol=1e-5, rtol=1e-3)
+    assert model.metadata["sparkonnx.zoo.model"] == spec.name
+    assert model.metadata["sparkonnx.zoo.weights"] == "random-seed0"
+
+
+def test_fast_model_matches_keras_with_fused_preprocessing(zoo_cache):
+    check_against_keras(FAST_MODEL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in MODELS if n != FAST_MODEL])
+def test_every_zoo_model_matches_keras(zoo_cache, name):
+    check_against_keras(name)
+
+
+def test_second_build_comes_from_the_cache(zoo_cache, monkeypatch):
+    first = zoo_build.build_model(FAST_MODEL, weights=None, progress=False)
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("rebuilt although the model is cached")
+
+    monkeypatch.setattr(zoo_build, "_build_and_cache", no_build)
+    again = zoo_build.build_model(FAST_MODEL.lower(), weights="none", progress=False)
+    assert again.sha256 == first.sha256
+    assert len(json.loads(first.metadata["sparkonnx.labels"])) == 1000
+
+
+def test_missing_imagenet_weights_say_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    spec = get_model("MobileNetV3Small")
+
+    def offline(*args, **kwargs):
+        raise OSError("URL fetch failure: no route to host")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline, raising=False)
+    with pytest.raises(zoo_build.ZooWeightsError) as info:
+        zoo_build._build_keras(spec, zoo_build.WeightsChoice("imagenet", "imagenet"), seed=0)
+    message = str(info.value)
+    assert spec.weights_url in message
+    assert str(tmp_path / "keras-home" / "models" / spec.weights_file) in message
+
+
+def test_bad_weights_arguments():
+    with pytest.raises(zoo_build.ZooWeightsError, match=r"nowhere\.h5.*not found"):
+        zoo_build.resolve_weights(get_model("ResNet50"), "/nowhere.h5")
+    with pytest.raises(ValueError, match=r"unknown model 'ResNet51'; known models: InceptionV3"):
+        get_model("ResNet51")
+
+
+def test_imagenet_labels_ship_with_the_package():
+    labels = imagenet_labels()
+    assert len(labels.class_ids) == len(labels.descriptions) == 1000
+    assert labels.class_ids[0] == "n01440764" and labels.descriptions[0] == "tench"
