@@ -7,6 +7,7 @@ Spark file (`sparkContext.addFile`) or, on Spark Connect, as a file artifact
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import tempfile
@@ -64,27 +65,41 @@ def _session_key(spark: Any) -> str:
 
 def ship_model(spark: Any, model: OnnxModel, inline_limit: int | None = None) -> ModelRef:
     """Make `model` reachable from this session's executors and return the reference to use."""
+    return ship_bytes(spark, model.model_bytes, ".onnx", model.sha256, inline_limit)
+
+
+def ship_bytes(
+    spark: Any,
+    data: bytes,
+    suffix: str,
+    sha256: str | None = None,
+    inline_limit: int | None = None,
+) -> ModelRef:
+    """Make any bytes (a model, a training set) reachable from executors, once per session.
+
+    Small payloads travel inline; larger ones become a Spark file named after their sha256 with
+    `suffix` (e.g. ".onnx", ".npz"). `ModelRef.load()` on an executor returns bytes or a path.
+    """
+    sha256 = sha256 or hashlib.sha256(data).hexdigest()
     limit = INLINE_LIMIT_BYTES if inline_limit is None else inline_limit
-    if model.size_bytes <= limit:
-        return ModelRef(model.sha256, inline=model.model_bytes)
-    name = f"sparkonnx-{model.sha256}.onnx"
-    key = (_session_key(spark), model.sha256)
+    if len(data) <= limit:
+        return ModelRef(sha256, inline=data)
+    name = f"sparkonnx-{sha256}{suffix}"
+    key = (_session_key(spark), name)
     with _shipped_lock:
         if key in _shipped:
-            return ModelRef(model.sha256, file_name=name)
+            return ModelRef(sha256, file_name=name)
         staging = Path(tempfile.gettempdir()) / "sparkonnx-ship"
         staging.mkdir(exist_ok=True)
         path = staging / name
-        if not path.exists() or path.stat().st_size != model.size_bytes:
+        if not path.exists() or path.stat().st_size != len(data):
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_bytes(model.model_bytes)
+            tmp.write_bytes(data)
             tmp.replace(path)
         if is_connect(spark):
             spark.addArtifacts(str(path), file=True)
         else:
             spark.sparkContext.addFile(str(path))
         _shipped.add(key)
-    logger.info(
-        "shipped model %s (%d bytes) to executors as %s", model.sha256[:12], model.size_bytes, name
-    )
-    return ModelRef(model.sha256, file_name=name)
+    logger.info("shipped %s (%d bytes) to executors as %s", sha256[:12], len(data), name)
+    return ModelRef(sha256, file_name=name)
