@@ -44,11 +44,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "DECODED_BATCH_SCHEMA",
     "IMAGE_ARROW_TYPE",
     "IMAGE_FIELDS",
     "OCV_TYPES",
     "UNDEFINED_MODE",
-    "DecodedBatchSchema",
     "ImageBatch",
     "ImageDecodeError",
     "ImageFields",
@@ -57,6 +57,7 @@ __all__ = [
     "batch_to_image_structs",
     "decode_file_batches",
     "decode_image",
+    "decode_image_fields",
     "image_structs_to_batch",
     "mode_to_dtype_channels",
     "ocv_mode",
@@ -315,7 +316,7 @@ def struct_fields_to_array(
 # --------------------------------------------------------------------------- files -> structs
 
 #: mapInArrow output of :func:`decode_file_batches`: image struct, path, error.
-DecodedBatchSchema = pa.schema(
+DECODED_BATCH_SCHEMA = pa.schema(
     [
         pa.field("image", IMAGE_ARROW_TYPE),
         pa.field("path", pa.string()),
@@ -364,7 +365,7 @@ class _Accumulator:
         image = pa.StructArray.from_arrays(children, fields=list(IMAGE_ARROW_TYPE), mask=mask)
         batch = pa.RecordBatch.from_arrays(
             [image, pa.array(self.paths, pa.string()), pa.array(self.errors, pa.string())],
-            schema=DecodedBatchSchema,
+            schema=DECODED_BATCH_SCHEMA,
         )
         self.__init__()  # type: ignore[misc]
         return batch
@@ -411,13 +412,18 @@ def decode_file_batches(
                     fields = decode_image_fields(content or b"")
                 else:
                     fields = _custom_fields(decoder, content or b"")
-            except ImageDecodeError as exc:
+            except Exception as exc:  # one bad file must not end the task unless strict
+                reason = (
+                    str(exc)
+                    if isinstance(exc, ImageDecodeError)
+                    else f"cannot decode image ({type(exc).__name__}: {exc})"
+                )
                 if strict:
                     raise ImageDecodeError(
-                        f"cannot read image {path}: {exc} (strict=True; with strict=False the "
-                        "row is kept with a null image and this reason in its `error` column)"
-                    ) from None
-                acc.add(path, None, str(exc))
+                        f"cannot read image {path}: {reason} (strict=True; with strict=False "
+                        "the row is kept with a null image and this reason in its `error` column)"
+                    ) from exc
+                acc.add(path, None, reason)
             else:
                 acc.add(path, fields, None)
             if acc.full():

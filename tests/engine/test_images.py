@@ -345,7 +345,7 @@ def test_decode_file_batches_keeps_every_row() -> None:
     good = encode(Image.fromarray(rgb_image()), "PNG")
     items = [("a.png", good), ("empty.png", b""), ("text.jpg", b"hello"), ("b.png", good)]
     out = pa.Table.from_batches(list(decode_file_batches([_file_batch(items)])))
-    assert out.schema == E.DecodedBatchSchema
+    assert out.schema == E.DECODED_BATCH_SCHEMA
     assert out.column("path").to_pylist() == [p for p, _ in items]
     errors = out.column("error").to_pylist()
     assert errors[0] is None and errors[3] is None
@@ -355,6 +355,18 @@ def test_decode_file_batches_keeps_every_row() -> None:
     assert images[1] is None and images[2] is None
     assert images[0]["origin"] == "a.png"
     assert images[0]["mode"] == 16
+
+
+def test_unexpected_decoder_failures_become_row_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(content: bytes) -> E.ImageFields:
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(E, "decode_image_fields", explode)
+    batch = _file_batch([("huge.png", b"data")])
+    out = pa.Table.from_batches(list(decode_file_batches([batch])))
+    assert out.column("error").to_pylist() == ["cannot decode image (MemoryError: out of memory)"]
+    with pytest.raises(ImageDecodeError, match=r"huge\.png: cannot decode image \(MemoryError"):
+        list(decode_file_batches([batch], strict=True))
 
 
 def test_decode_file_batches_strict_names_the_file() -> None:
