@@ -104,3 +104,38 @@ def scale_model(dtype: int = TensorProto.DOUBLE, factor: float = 2.0) -> onnx.Mo
         [numpy_helper.from_array(np.array(factor, dtype=np_dtype), "k")],
     )
     return _model(graph)
+
+
+def image_identity(
+    layout: str = "NHWC",
+    channels: int = 3,
+    size: tuple[int, int] | None = (8, 8),
+    dtype: int = TensorProto.FLOAT,
+) -> onnx.ModelProto:
+    """Identity on an image batch: input 'image' -> output 'out', same shape and type.
+
+    ``layout`` 'NHWC' or 'NCHW'; ``size`` None gives dynamic height and width.
+    """
+    h, w = size if size is not None else ("H", "W")
+    shape = ["N", h, w, channels] if layout == "NHWC" else ["N", channels, h, w]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["out"])],
+        "image_identity",
+        [helper.make_tensor_value_info("image", dtype, shape)],
+        [helper.make_tensor_value_info("out", dtype, shape)],
+    )
+    return _model(graph)
+
+
+def tiny_cnn_nhwc(size: int = 8, classes: int = 5, seed: int = 0) -> onnx.ModelProto:
+    """NHWC float32[N, size, size, 3] -> the `tiny_cnn` network (same weights) -> [N, classes]."""
+    nchw = tiny_cnn(3, size, classes, seed)
+    nodes = [helper.make_node("Transpose", ["pixels"], ["image"], perm=[0, 3, 1, 2])]
+    graph = helper.make_graph(
+        nodes + list(nchw.graph.node),
+        "tiny_cnn_nhwc",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", size, size, 3])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", classes])],
+        list(nchw.graph.initializer),
+    )
+    return _model(graph)

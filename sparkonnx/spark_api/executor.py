@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +36,28 @@ class OutputColumn:
     def arrow_type(self) -> pa.DataType:
         return arrow_type_for(np.dtype(self.dtype), self.rank)
 
+    def to_arrow(
+        self, tensor: np.ndarray, batch: pa.RecordBatch, rows: np.ndarray | None
+    ) -> pa.Array:
+        """The output column for the rows fed (``rows``: their mask in ``batch``, None: all).
+
+        Subclasses override this (and `arrow_type`) to build other column types.
+        """
+        return tensor_to_arrow(tensor.astype(self.dtype, copy=False))
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """Model feeds made from a batch by an `InferencePlan.prepare` hook.
+
+    ``rows`` marks the batch rows the feeds hold (None: every row); the other rows get null
+    outputs. ``extra`` columns are appended after the outputs (e.g. a per-row error column).
+    """
+
+    feeds: dict[str, np.ndarray]
+    rows: np.ndarray | None = None
+    extra: tuple[tuple[str, pa.Array], ...] = field(default=())
+
 
 @dataclass(frozen=True)
 class InferencePlan:
@@ -48,6 +70,9 @@ class InferencePlan:
     device: str = "auto"
     device_id: int | None = None
     allow_cast: bool = False
+    #: Optional hook: batch -> PreparedBatch (a picklable module-level function or partial).
+    #: None: each input column is converted with `column_to_tensor`.
+    prepare: Callable[[pa.RecordBatch], PreparedBatch] | None = None
 
 
 def _task_resources() -> tuple[int | None, int | None]:
@@ -71,24 +96,54 @@ def session_for(plan: InferencePlan) -> ModelSession:
     return SESSION_CACHE.get(plan.model.sha256, plan.model.load, providers, options)
 
 
+def _prepare(plan: InferencePlan, batch: pa.RecordBatch) -> PreparedBatch:
+    if plan.prepare is not None:
+        return plan.prepare(batch)
+    feeds = {
+        spec.name: column_to_tensor(batch.column(column), column, spec, plan.allow_cast)
+        for column, spec in plan.inputs
+    }
+    return PreparedBatch(feeds)
+
+
+def _scatter(values: pa.Array, rows: np.ndarray) -> pa.Array:
+    """``values`` (one per True in ``rows``) spread over len(rows) rows, null elsewhere."""
+    index = np.cumsum(rows) - 1
+    return values.take(pa.array(index, mask=~rows))
+
+
 def infer_batch(
     plan: InferencePlan, session: ModelSession, batch: pa.RecordBatch
 ) -> pa.RecordBatch:
-    """One Arrow batch in, the same batch with one column per model output appended."""
+    """One Arrow batch in, the same batch with one column per model output appended.
+
+    With a `prepare` hook, rows it leaves out get null outputs, and its extra columns follow.
+    """
     names = list(batch.schema.names)
     columns = list(batch.columns)
     out_names = [out.column for out in plan.outputs]
     if batch.num_rows == 0:
         empty = [pa.array([], type=out.arrow_type) for out in plan.outputs]
-        return pa.RecordBatch.from_arrays(columns + empty, names=names + out_names)
-    feeds = {
-        spec.name: column_to_tensor(batch.column(column), column, spec, plan.allow_cast)
-        for column, spec in plan.inputs
-    }
-    results = session.run(feeds, plan.batch_size, [out.output for out in plan.outputs])
-    for out in plan.outputs:
-        columns.append(tensor_to_arrow(results[out.output].astype(out.dtype, copy=False)))
-    return pa.RecordBatch.from_arrays(columns, names=names + out_names)
+        extra_names: list[str] = []
+        if plan.prepare is not None:
+            extras = plan.prepare(batch).extra
+            extra_names = [name for name, _ in extras]
+            empty += [arr for _, arr in extras]
+        return pa.RecordBatch.from_arrays(columns + empty, names=names + out_names + extra_names)
+    prepared = _prepare(plan, batch)
+    rows = prepared.rows
+    if rows is not None and rows.all():
+        rows = None
+    if rows is not None and not rows.any():
+        columns += [pa.nulls(batch.num_rows, out.arrow_type) for out in plan.outputs]
+    else:
+        results = session.run(prepared.feeds, plan.batch_size, [out.output for out in plan.outputs])
+        for out in plan.outputs:
+            values = out.to_arrow(results[out.output], batch, rows)
+            columns.append(values if rows is None else _scatter(values, rows))
+    extra_names = [name for name, _ in prepared.extra]
+    columns += [arr for _, arr in prepared.extra]
+    return pa.RecordBatch.from_arrays(columns, names=names + out_names + extra_names)
 
 
 def run_partition(

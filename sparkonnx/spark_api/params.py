@@ -109,18 +109,12 @@ class HasRuntimeOptions(Params):
         return self._set(deviceId=value)
 
 
-class HasTensorOutputOptions(Params):
+class HasOutputFormat(Params):
     outputFormat: Param[str] = Param(
         Params._dummy(),
         "outputFormat",
         "'array' (default) or 'vector' (Spark ML DenseVector; rank-2 outputs only)",
         _to_output_format,
-    )
-    allowCast: Param[bool] = Param(
-        Params._dummy(),
-        "allowCast",
-        "allow lossy casts of input columns to the model's input types (e.g. double -> float)",
-        TypeConverters.toBoolean,
     )
 
     def getOutputFormat(self) -> str:
@@ -128,6 +122,15 @@ class HasTensorOutputOptions(Params):
 
     def setOutputFormat(self, value: str) -> Any:
         return self._set(outputFormat=value)
+
+
+class HasTensorOutputOptions(HasOutputFormat):
+    allowCast: Param[bool] = Param(
+        Params._dummy(),
+        "allowCast",
+        "allow lossy casts of input columns to the model's input types (e.g. double -> float)",
+        TypeConverters.toBoolean,
+    )
 
     def getAllowCast(self) -> bool:
         return self.getOrDefault(self.allowCast)
