@@ -1,0 +1,276 @@
+"""The accuracy gate: a lower-precision model against its fp32 source on held-out inputs.
+
+Each output is judged by one metric: top-1 agreement for classifiers (rows that are probability
+distributions, or models with class labels in their metadata), mean cosine similarity for other
+float outputs with several values per row (features, embeddings), and the largest error relative
+to the output's range otherwise. Every applicable figure is measured and reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sparkonnx.converters.errors import ConversionError
+
+METRICS = ("top1", "cosine", "max_rel")
+_ALIASES = {"auto": "auto", "top1": "top1", "top-1": "top1", "cosine": "cosine"}
+_ALIASES |= {"max_rel": "max_rel", "max_abs": "max_rel", "max-abs": "max_rel", "error": "max_rel"}
+
+
+@dataclass(frozen=True)
+class GateTolerance:
+    """Thresholds of the gate: minimum top-1 agreement and mean cosine, maximum relative error."""
+
+    top1: float = 0.99
+    """Minimum fraction of held-out rows whose arg-max class matches fp32's."""
+    cosine: float = 0.99
+    """Minimum mean cosine similarity between the model's and fp32's rows."""
+    max_rel: float = 0.05
+    """Maximum of |output - fp32| over max |fp32| (for outputs judged by error)."""
+
+    def __post_init__(self) -> None:
+        for name in ("top1", "cosine"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"tolerance {name}={value!r}: give a number from 0 to 1")
+        if not isinstance(self.max_rel, int | float) or not self.max_rel > 0:
+            raise ValueError(f"tolerance max_rel={self.max_rel!r}: give a positive number")
+
+    @classmethod
+    def of(cls, value: GateTolerance | Mapping[str, float] | float | None) -> GateTolerance:
+        """None: defaults; a number: the minimum for top-1 agreement and cosine; a dict: fields."""
+        if value is None:
+            return cls()
+        if isinstance(value, GateTolerance):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return cls(top1=float(value), cosine=float(value))
+        if isinstance(value, Mapping):
+            known = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise ValueError(
+                    f"unknown tolerance key(s) {unknown}; allowed: {sorted(known)}, e.g. "
+                    "{'top1': 0.98, 'cosine': 0.995, 'max_rel': 0.05}"
+                )
+            return cls(**{k: float(v) for k, v in value.items()})
+        raise TypeError(
+            f"tolerance must be None, a number (minimum agreement), a dict or a GateTolerance; "
+            f"got {type(value).__name__}"
+        )
+
+    def threshold(self, metric: str) -> float:
+        return float(getattr(self, metric))
+
+
+@dataclass(frozen=True)
+class OutputGate:
+    """One output's figures and verdict."""
+
+    name: str
+    metric: str  # "top1", "cosine" or "max_rel"
+    value: float
+    threshold: float
+    passed: bool
+    top1_agreement: float | None
+    top1_margin_median: float | None  # fp32's median gap between its two best classes
+    mean_cosine: float | None
+    min_cosine: float | None
+    max_abs_error: float
+    max_rel_error: float
+
+    def describe(self, rows: int) -> str:
+        if self.metric == "top1":
+            agree = round((self.top1_agreement or 0.0) * rows)
+            return (
+                f"output {self.name!r} top-1 agreement {self.value:.4f} ({agree}/{rows} rows) "
+                f"{'>=' if self.passed else '<'} {self.threshold:g} required"
+            )
+        if self.metric == "cosine":
+            return (
+                f"output {self.name!r} mean cosine similarity {self.value:.4f} "
+                f"(min {self.min_cosine:.4f}) {'>=' if self.passed else '<'} "
+                f"{self.threshold:g} required"
+            )
+        return (
+            f"output {self.name!r} max error {self.max_abs_error:.4g} = {self.value:.4f} of the "
+            f"output's range {'<=' if self.passed else '>'} {self.threshold:g} allowed"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """The gate's figures for a lower-precision model, with the samples they were measured on."""
+
+    mode: str
+    outputs: tuple[OutputGate, ...]
+    rows: int  # held-out rows compared
+    sample: str  # where the held-out rows came from
+    calibration_rows: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+    def summary(self) -> str:
+        verdict = "passed" if self.passed else "REFUSED"
+        figures = "; ".join(o.describe(self.rows) for o in self.outputs)
+        calibrated = ""
+        if self.calibration_rows:
+            calibrated = f", calibrated on {self.calibration_rows} rows"
+        return (
+            f"{self.mode} accuracy gate {verdict}: {figures} "
+            f"(vs fp32 on {self.rows} held-out rows of {self.sample}{calibrated})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "passed": self.passed,
+            "rows": self.rows,
+            "sample": self.sample,
+            "calibration_rows": self.calibration_rows,
+            "outputs": {o.name: o.to_dict() for o in self.outputs},
+        }
+
+
+class GateError(ConversionError):
+    """The lower-precision model fell below the gate's thresholds; `report` has the figures."""
+
+    def __init__(self, message: str, report: GateReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def is_distribution(values: np.ndarray) -> bool:
+    """True when every row is non-negative and sums to 1 (a softmax output)."""
+    if values.ndim < 2 or values.shape[-1] < 2 or values.dtype.kind != "f":
+        return False
+    rows = values.reshape(-1, values.shape[-1]).astype(np.float64)
+    return bool((rows >= -1e-6).all() and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3))
+
+
+def choose_metric(values: np.ndarray, has_labels: bool, asked: str = "auto") -> str:
+    """The metric an output is judged by (see the module docstring)."""
+    metric = _ALIASES.get(asked)
+    if metric is None:
+        raise ValueError(f"metric {asked!r} is not known; use 'auto', {', '.join(METRICS)}")
+    classifier_shape = values.ndim >= 2 and values.shape[-1] >= 2
+    if metric == "top1" and not classifier_shape:
+        raise ValueError(
+            f"metric 'top1' needs an output with classes on its last axis; got shape "
+            f"{list(values.shape)}; use 'cosine' or 'max_rel'"
+        )
+    if metric != "auto":
+        return metric
+    if classifier_shape and (is_distribution(values) or (has_labels and values.ndim == 2)):
+        return "top1"
+    if values.dtype.kind == "f" and values.ndim >= 2 and values[0].size >= 2:
+        return "cosine"
+    return "max_rel"
+
+
+def _cosines(e: np.ndarray, a: np.ndarray) -> np.ndarray:
+    e2 = e.reshape(len(e), -1)
+    a2 = a.reshape(len(a), -1)
+    dot = (e2 * a2).sum(axis=1)
+    norms = np.linalg.norm(e2, axis=1) * np.linalg.norm(a2, axis=1)
+    both_zero = (np.linalg.norm(e2, axis=1) == 0) & (np.linalg.norm(a2, axis=1) == 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.where(norms > 0, dot / np.where(norms > 0, norms, 1.0), 0.0)
+    return np.where(both_zero, 1.0, cos)
+
+
+def judge_output(
+    name: str, expected: np.ndarray, actual: np.ndarray, metric: str, tolerance: GateTolerance
+) -> OutputGate:
+    """Every applicable figure for one output, and the verdict on `metric`."""
+    e = np.asarray(expected).astype(np.float64)
+    a = np.asarray(actual).astype(np.float64)
+    if e.shape != a.shape:
+        raise ConversionError(
+            f"output {name!r}: the lower-precision model gives shape {list(a.shape)}, fp32 gives "
+            f"{list(e.shape)}; the quantized graph is broken, please report it"
+        )
+    finite = np.isfinite(a).all()
+    diff = np.abs(a - e)
+    max_abs = float(diff.max()) if finite and diff.size else (0.0 if finite else float("inf"))
+    scale = float(np.abs(e).max()) if e.size else 0.0
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    top1 = margin = mean_cos = min_cos = None
+    if e.ndim >= 2 and e.shape[-1] >= 2 and e.size:
+        e_rows = e.reshape(-1, e.shape[-1])
+        a_rows = a.reshape(-1, a.shape[-1])
+        top1 = float((e_rows.argmax(axis=1) == a_rows.argmax(axis=1)).mean())
+        best_two = np.sort(e_rows, axis=1)[:, -2:]
+        margin = float(np.median(best_two[:, 1] - best_two[:, 0]))
+    if e.ndim >= 1 and e.size and e[0].size >= 2:
+        cos = _cosines(e, a) if finite else np.zeros(len(e))
+        mean_cos, min_cos = float(cos.mean()), float(cos.min())
+    value = {"top1": top1, "cosine": mean_cos, "max_rel": max_rel}[metric]
+    if value is None:
+        raise ValueError(f"metric {metric!r} does not apply to output {name!r} {list(e.shape)}")
+    threshold = tolerance.threshold(metric)
+    passed = value <= threshold if metric == "max_rel" else value >= threshold
+    return OutputGate(
+        name=name,
+        metric=metric,
+        value=float(value),
+        threshold=threshold,
+        passed=bool(passed and finite),
+        top1_agreement=top1,
+        top1_margin_median=margin,
+        mean_cosine=mean_cos,
+        min_cosine=min_cos,
+        max_abs_error=max_abs,
+        max_rel_error=max_rel,
+    )
+
+
+def judge(
+    mode: str,
+    names: Sequence[str],
+    expected: Sequence[np.ndarray],
+    actual: Sequence[np.ndarray],
+    tolerance: GateTolerance,
+    *,
+    metric: str | Mapping[str, str] = "auto",
+    has_labels: bool = False,
+    sample: str = "<sample>",
+    calibration_rows: int = 0,
+) -> GateReport:
+    """The gate's report over every output (metric: one name, or {output: name})."""
+    outputs = []
+    for name, e, a in zip(names, expected, actual):
+        asked = metric.get(name, "auto") if isinstance(metric, Mapping) else metric
+        chosen = choose_metric(np.asarray(e), has_labels, asked)
+        outputs.append(judge_output(name, e, a, chosen, tolerance))
+    rows = int(np.asarray(expected[0]).shape[0]) if expected and np.ndim(expected[0]) else 1
+    return GateReport(mode, tuple(outputs), rows, sample, calibration_rows)
+
+
+def refusal(report: GateReport, model_name: str) -> GateError:
+    """The GateError for a failed report: the measured figures, then what to do."""
+    fixes = {
+        "int8": "calibrate on more, representative inputs (real data, not zeros or noise); "
+        "keep per_channel=True; try mode='int8-dynamic' or exclude sensitive layers with "
+        "nodes_to_exclude=[...]",
+        "int8-dynamic": "try static mode='int8' with a representative calibration set, or "
+        "exclude sensitive layers with nodes_to_exclude=[...]",
+        "fp16": "values probably overflow float16 (keep fp32 for this model)",
+    }[report.mode]
+    failed = [o for o in report.outputs if not o.passed]
+    loosen = ", ".join(f"'{o.metric}': <lower bar>" for o in failed)
+    return GateError(
+        f"{model_name}: {report.summary()}. The {report.mode} model was refused: {fixes}; or, "
+        f"if this accuracy is acceptable, pass tolerance={{{loosen}}}; or keep precision 'fp32'",
+        report,
+    )

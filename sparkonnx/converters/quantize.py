@@ -1,0 +1,456 @@
+"""Lower precision behind an accuracy gate: static int8, dynamic int8 and float16.
+
+`quantize` takes an fp32 ONNX model and sample inputs. Static int8 runs ONNX Runtime's
+pre-processing (`quant_pre_process`), calibrates activation ranges on most of the sample
+(MinMax) and writes a QDQ model with per-channel int8 weights; dynamic int8 quantizes weights
+only (activations at run time: MLPs, transformers); fp16 keeps float32 inputs and outputs.
+The result is then compared with fp32 on held-out rows (see `gate.py`) and refused, with the
+measured figures, when it falls below the thresholds. The figures go into the model's
+metadata (`sparkonnx.quantization`), next to `sparkonnx.precision`.
+
+On CPUs, int8 is where the speed is (VNNI / AMX kernels); fp16 brings none there, because ONNX
+Runtime's CPU provider casts most float16 operators back to float32: use fp16 on GPUs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from sparkonnx.converters import metadata
+from sparkonnx.converters.calibration import (
+    CalibrationError,
+    CalibrationLike,
+    CalibrationSet,
+    load_calibration,
+)
+from sparkonnx.converters.errors import ConversionError
+from sparkonnx.converters.gate import GateReport, GateTolerance, judge, refusal
+from sparkonnx.converters.parity import make_session, random_sample
+from sparkonnx.engine.model import OnnxModel
+
+logger = logging.getLogger(__name__)
+
+MODES = ("int8", "int8-dynamic", "fp16")
+_MODE_ALIASES = {
+    "int8": "int8",
+    "static": "int8",
+    "int8-static": "int8",
+    "dynamic": "int8-dynamic",
+    "int8-dynamic": "int8-dynamic",
+    "fp16": "fp16",
+    "float16": "fp16",
+}
+QUANTIZATION = "sparkonnx.quantization"  # metadata key: JSON of the settings and gate figures
+GATE_ROWS_WITHOUT_DATA = 16  # random rows when dynamic / fp16 get no sample inputs
+
+ModelInput = OnnxModel | bytes | str | Path | onnx.ModelProto | Any  # Any: ConversionResult
+
+
+def normalize_mode(mode: str) -> str:
+    """The canonical mode name ('int8', 'int8-dynamic' or 'fp16') for `mode` or an alias."""
+    canonical = _MODE_ALIASES.get(str(mode).lower())
+    if canonical is None:
+        raise ValueError(
+            f"mode={mode!r} is not supported; use 'int8' (static, calibrated), 'int8-dynamic' "
+            "(alias 'dynamic': weights only, for MLPs / transformers) or 'fp16' (for GPUs)"
+        )
+    return canonical
+
+
+@dataclass(frozen=True)
+class QuantizationResult:
+    """A lower-precision model that passed the gate, with the gate's figures and timings."""
+
+    proto: onnx.ModelProto = field(repr=False)
+    mode: str
+    gate: GateReport
+    source_sha256: str
+    calibration_identity: str | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @cached_property
+    def model(self) -> OnnxModel:
+        """The model as an `OnnxModel` (bytes + sha256)."""
+        return OnnxModel.from_bytes(self.proto.SerializeToString(), f"<{self.mode} model>")
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model to `path`; return the path."""
+        from sparkonnx.converters.saving import save_model
+
+        return save_model(self.proto, path)
+
+    def __repr__(self) -> str:
+        return f"QuantizationResult({self.gate.summary()})"
+
+
+def quantization_of(model: Any) -> dict[str, Any] | None:
+    """The quantization record stored in a model's metadata (settings and gate figures), or None."""
+    raw = metadata._as_dict(model).get(QUANTIZATION)
+    return None if raw is None else json.loads(raw)
+
+
+def quantize(
+    model: ModelInput,
+    calibration: CalibrationLike | None = None,
+    *,
+    mode: str = "int8",
+    validation: CalibrationLike | None = None,
+    per_channel: bool = True,
+    tolerance: GateTolerance | Mapping[str, float] | float | None = None,
+    metric: str | Mapping[str, str] = "auto",
+    holdout: int | float = 0.25,
+    max_rows: int = 512,
+    batch_size: int = 8,
+    reduce_range: bool = False,
+    nodes_to_exclude: Sequence[str] | None = None,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> QuantizationResult:
+    """A gated int8 / fp16 copy of an fp32 ONNX model.
+
+    `calibration`: sample inputs (a folder of images, .npy / .npz / .parquet, arrays or a
+    CalibrationSet); required for 'int8', where `holdout` rows (a count, or a fraction below 1)
+    are kept out of calibration for the gate, unless `validation` gives the gate its own rows.
+    `tolerance`: a number (minimum top-1 agreement and
+    mean cosine) or {'top1', 'cosine', 'max_rel'}; `metric`: 'auto', 'top1', 'cosine',
+    'max_rel', or {output: metric}. Raises `GateError` with the measured figures on refusal.
+    """
+    mode = normalize_mode(mode)
+    source = _load_model(model)
+    name = source.source
+    _check_fp32(source)
+    limits = GateTolerance.of(tolerance)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    timer = _Timer(f"{mode} {name}", progress)
+    with timer.stage("calibration data"):
+        calib, gate_rows = _samples(source, calibration, validation, mode, holdout, max_rows, seed)
+    with tempfile.TemporaryDirectory(prefix="sparkonnx-quantize-") as tmp:
+        if mode == "fp16":
+            from sparkonnx.converters.fp16 import to_fp16
+
+            with timer.stage("fp16"):
+                proto = to_fp16(source.proto)
+        else:
+            with timer.stage("pre-process"):
+                prepared = _pre_process(source, Path(tmp))
+            with timer.stage("quantize"):
+                proto = _int8(
+                    prepared, Path(tmp), mode, calib, per_channel, reduce_range,
+                    nodes_to_exclude, _batch_for(source, batch_size), timer,
+                )  # fmt: skip
+        with timer.stage("gate"):
+            report = _gate(source, proto, gate_rows, mode, limits, metric, calib, batch_size)
+    timer.close()
+    logger.info("%s: %s", name, report.summary())
+    if not report.passed:
+        raise refusal(report, name)
+    record = {
+        "mode": mode,
+        "per_channel": per_channel if mode != "fp16" else None,
+        "reduce_range": reduce_range if mode != "fp16" else None,
+        "source_sha256": source.sha256,
+        "calibration": None
+        if calib is None
+        else {"source": calib.source, "rows": calib.rows, "identity": calib.identity},
+        "gate": report.to_dict(),
+        "tolerance": {"top1": limits.top1, "cosine": limits.cosine, "max_rel": limits.max_rel},
+        "onnxruntime": _ort_version(),
+        "timings": timer.timings,
+    }
+    metadata.write(proto, {metadata.PRECISION: mode, QUANTIZATION: json.dumps(record)})
+    return QuantizationResult(
+        proto=proto,
+        mode=mode,
+        gate=report,
+        source_sha256=source.sha256,
+        calibration_identity=None if calib is None else calib.identity,
+        timings=timer.timings,
+    )
+
+
+# ---------------------------------------------------------------- steps
+
+
+def _load_model(model: ModelInput) -> OnnxModel:
+    from sparkonnx.converters.result import ConversionResult
+
+    if isinstance(model, ConversionResult):
+        return model.model
+    return OnnxModel.load(model)
+
+
+def _check_fp32(model: OnnxModel) -> None:
+    precision = model.metadata.get(metadata.PRECISION, "fp32")
+    if precision != "fp32":
+        raise ConversionError(
+            f"{model.source} is already a {precision} model; quantize the fp32 model it came "
+            "from (the gate compares against fp32)"
+        )
+    if not any(s.dtype == np.float32 for s in [*model.inputs, *model.outputs]) and not any(
+        t.data_type == onnx.TensorProto.FLOAT for t in model.proto.graph.initializer
+    ):
+        raise ConversionError(
+            f"{model.source} has no float32 weights or tensors; there is nothing to quantize"
+        )
+
+
+def _samples(
+    model: OnnxModel,
+    calibration: CalibrationLike | None,
+    validation: CalibrationLike | None,
+    mode: str,
+    holdout: int | float,
+    max_rows: int,
+    seed: int,
+) -> tuple[CalibrationSet | None, CalibrationSet]:
+    """(calibration rows, or None when nothing is calibrated; gate rows)."""
+    if calibration is None and mode == "int8":
+        raise ConversionError(
+            f"{model.source}: static int8 needs calibration data: give calibration= "
+            "(CLI: --calibration PATH) a folder of images or a .npy / .npz / .parquet of "
+            "real input tensors (a few hundred rows is plenty), or use mode='int8-dynamic'"
+        )
+    sample = None
+    if calibration is not None:
+        sample = load_calibration(calibration, model, limit=max_rows, seed=seed)
+        if _constant(sample):
+            if validation is None:
+                raise CalibrationError(
+                    f"{model.source}: every value of the calibration data {sample.source} is the "
+                    "same, so int8 ranges calibrated on it cannot represent real inputs and a "
+                    "gate on its held-out rows would prove nothing; give real inputs"
+                )
+            logger.warning("%s: calibration data %s is constant", model.source, sample.source)
+    if validation is not None:
+        gate_rows = load_calibration(validation, model, limit=max_rows, seed=seed)
+        return (sample if mode == "int8" else None), gate_rows
+    if sample is None:
+        logger.warning(
+            "%s: no sample inputs given, so the %s gate runs on %d random rows, which say "
+            "little about real data; pass calibration=... for a meaningful check",
+            model.source,
+            mode,
+            GATE_ROWS_WITHOUT_DATA,
+        )
+        return None, _random_rows(model, seed)
+    if mode != "int8":  # nothing is calibrated: every row is a gate row
+        return None, sample
+    return sample.split(holdout, seed)
+
+
+def _constant(sample: CalibrationSet) -> bool:
+    return all(a.size and np.ptp(a) == 0 for a in sample.arrays.values())
+
+
+def _random_rows(model: OnnxModel, seed: int) -> CalibrationSet:
+    from sparkonnx.converters.source import InputInfo
+
+    infos = [
+        InputInfo(
+            s.name,
+            s.dtype,
+            None if s.shape is None else tuple(d if isinstance(d, int) else None for d in s.shape),
+        )
+        for s in model.inputs
+    ]
+    arrays = random_sample(infos, GATE_ROWS_WITHOUT_DATA, seed)
+    return CalibrationSet(dict(zip([s.name for s in model.inputs], arrays)), "random inputs")
+
+
+def _batch_for(model: OnnxModel, wanted: int) -> int:
+    """`wanted`, or the model's fixed batch size when its inputs have one."""
+    fixed = {s.shape[0] for s in model.inputs if s.shape and isinstance(s.shape[0], int)}
+    return fixed.pop() if len(fixed) == 1 else wanted
+
+
+def _pre_process(model: OnnxModel, tmp: Path) -> Path:
+    """ONNX Runtime's quantization pre-processing (optimization + shape inference)."""
+    from onnxruntime.quantization import quant_pre_process
+
+    source = tmp / "fp32.onnx"
+    target = tmp / "pre.onnx"
+    model.save(source)
+    symbolic = importlib.util.find_spec("sympy") is not None
+    if not symbolic:
+        logger.info("sympy is not installed: pre-processing with ONNX shape inference only")
+    try:
+        quant_pre_process(str(source), str(target), skip_symbolic_shape=not symbolic)
+    except Exception as exc:  # the optimizer or shape inference gave up: quantize as is
+        logger.warning(
+            "%s: ONNX Runtime's quantization pre-processing failed (%s); quantizing the model "
+            "without it",
+            model.source,
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        )
+        return source
+    return target
+
+
+class _Reader:
+    """A CalibrationDataReader over a CalibrationSet, in batches, with a progress bar."""
+
+    def __init__(self, data: CalibrationSet, batch: int, timer: _Timer) -> None:
+        self.data = data
+        self.batch = batch
+        self.timer = timer
+        self.rewind()
+
+    def rewind(self) -> None:
+        self.feeds = self.data.batches(self.batch)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        feed = next(self.feeds, None)
+        if feed is not None:
+            self.timer.advance(len(next(iter(feed.values()))))
+        return feed
+
+    def __len__(self) -> int:
+        return -(-self.data.rows // self.batch)
+
+
+def _int8(
+    prepared: Path,
+    tmp: Path,
+    mode: str,
+    calib: CalibrationSet | None,
+    per_channel: bool,
+    reduce_range: bool,
+    nodes_to_exclude: Sequence[str] | None,
+    batch: int,
+    timer: _Timer,
+) -> onnx.ModelProto:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    target = tmp / "int8.onnx"
+    exclude = list(nodes_to_exclude) if nodes_to_exclude else None
+    try:
+        if mode == "int8-dynamic":
+            quantize_dynamic(
+                str(prepared),
+                str(target),
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=exclude,
+            )
+        else:
+            assert calib is not None
+            reader = type("Reader", (_Reader, CalibrationDataReader), {})(calib, batch, timer)
+            timer.expect(calib.rows, "calibrating")
+            quantize_static(
+                str(prepared),
+                str(target),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                activation_type=QuantType.QUInt8,  # ORT's advice for x86 CPUs
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=exclude,
+                # no CalibMaxIntermediateOutputs: ORT 1.31 drops each full chunk uncomputed;
+                # MinMax keeps only per-batch ReduceMin/ReduceMax scalars anyway
+            )
+    except Exception as exc:
+        raise ConversionError(
+            f"ONNX Runtime could not quantize the model ({mode}): "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
+    return onnx.load_model(str(target))
+
+
+def _run(session: Any, data: CalibrationSet, batch: int) -> list[np.ndarray]:
+    names = [o.name for o in session.get_outputs()]
+    parts: list[list[np.ndarray]] = [[] for _ in names]
+    for feed in data.batches(batch):
+        for i, out in enumerate(session.run(names, feed)):
+            parts[i].append(np.asarray(out))
+    return [np.concatenate(p) for p in parts]
+
+
+def _gate(
+    source: OnnxModel,
+    proto: onnx.ModelProto,
+    rows: CalibrationSet,
+    mode: str,
+    limits: GateTolerance,
+    metric: str | Mapping[str, str],
+    calib: CalibrationSet | None,
+    batch_size: int,
+) -> GateReport:
+    batch = _batch_for(source, batch_size)
+    names = [o.name for o in source.outputs]
+    expected = _run(make_session(source.proto, source.source), rows, batch)
+    actual = _run(make_session(proto, f"{mode} {source.source}"), rows, batch)
+    return judge(
+        mode,
+        names,
+        expected,
+        actual,
+        limits,
+        metric=metric,
+        has_labels=metadata.labels_of(source) is not None,
+        sample=rows.source,
+        calibration_rows=calib.rows if calib is not None else 0,
+    )
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
+
+
+class _Timer:
+    """Timed stages (logged) and a tqdm bar over calibration rows."""
+
+    def __init__(self, name: str, show: bool | None) -> None:
+        import sys
+
+        self.name = name
+        self.show = sys.stderr.isatty() if show is None else show
+        self.timings: dict[str, float] = {}
+        self.bar: Any = None
+
+    @contextmanager
+    def stage(self, label: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[label] = round(time.perf_counter() - start, 3)
+            logger.info("%s: %s %.2f s", self.name, label, self.timings[label])
+
+    def expect(self, rows: int, label: str) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=rows, desc=f"{label} {self.name}", disable=not self.show, leave=False)
+
+    def advance(self, rows: int) -> None:
+        if self.bar is not None:
+            self.bar.update(rows)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
