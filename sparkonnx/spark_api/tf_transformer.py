@@ -1,0 +1,97 @@
+"""TFTransformer: a TFInputGraph (converted to ONNX on the driver) applied to tensor columns."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pyspark import keyword_only
+
+from sparkonnx.engine.model import OnnxModel
+from sparkonnx.spark_api.onnx_transformer import ModelLike, ONNXTransformer
+from sparkonnx.spark_api.tf_input_graph import TFInputGraph
+
+logger = logging.getLogger(__name__)
+
+
+class TFTransformer(ONNXTransformer):
+    """sparkdl's TFTransformer on ONNX Runtime: a TF graph applied to array columns.
+
+    `tfInputGraph` is a `TFInputGraph` (already converted to ONNX; executors need no
+    TensorFlow). `inputMapping` is {column: tensor name}, `outputMapping` {tensor name: column};
+    tensor names are graph tensor names with or without ':0' (or signature keys for the
+    `...WithSignature` graphs). Inputs of any rank: a flat array column is reshaped to the
+    input's static dims, nested arrays keep their shape. `allowCast` defaults to True, as
+    sparkdl fed double columns to float graphs. Saved in a Pipeline with the ONNX model inside.
+    """
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        tfInputGraph: TFInputGraph | None = None,
+        inputMapping: dict[str, str] | None = None,
+        outputMapping: dict[str, str] | None = None,
+        batchSize: int = 1024,
+        device: str = "auto",
+        deviceId: int | None = None,
+        outputFormat: str = "array",
+        allowCast: bool = True,
+    ) -> None:
+        kwargs = dict(self._input_kwargs)
+        graph = kwargs.pop("tfInputGraph", None)
+        super().__init__()
+        self._graph: TFInputGraph | None = None
+        self._setDefault(allowCast=True)
+        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+        if graph is not None:
+            self.setTFInputGraph(graph)
+
+    def setTFInputGraph(self, value: TFInputGraph) -> TFTransformer:
+        """Use this graph (its converted ONNX model)."""
+        if not isinstance(value, TFInputGraph):
+            raise TypeError(
+                f"tfInputGraph must be a TFInputGraph, got {type(value).__name__}; build one with "
+                "TFInputGraph.fromFunction / fromGraph / fromGraphDef / fromCheckpoint / "
+                "fromSavedModel (or their ...WithSignature forms)"
+            )
+        self._graph = value
+        self._model = value.model
+        return self
+
+    def getTFInputGraph(self) -> TFInputGraph:
+        """The graph; after loading a saved stage, one rebuilt from the stored ONNX model."""
+        if self._graph is None:
+            self._graph = TFInputGraph(self.getModel())
+        return self._graph
+
+    def setModel(self, model: ModelLike) -> TFTransformer:
+        """Use an ONNX model (converted earlier) as the graph."""
+        return self.setTFInputGraph(TFInputGraph.fromOnnx(model))
+
+    def getModel(self) -> OnnxModel:
+        if self._model is None:
+            raise ValueError(
+                "TFTransformer has no graph: pass tfInputGraph=TFInputGraph.fromFunction(...) "
+                "(or another TFInputGraph constructor)"
+            )
+        return self._model
+
+    def _set_loaded_model(self, model: OnnxModel) -> None:
+        self._graph = None
+        self._model = model
+
+    def copy(self, extra: Any = None) -> TFTransformer:
+        that = super().copy(extra)
+        that._graph = self._graph
+        return that
+
+    def _mappings(self, model: OnnxModel) -> tuple[dict[str, str], dict[str, str]]:
+        graph = self.getTFInputGraph()
+        if self.isDefined(self.inputMapping):  # TF-flavoured errors listing the graph's tensors
+            for name in self.getInputMapping().values():
+                graph.input(name)
+        if self.isDefined(self.outputMapping):
+            for name in self.getOutputMapping():
+                graph.output(name)
+        return super()._mappings(model)
