@@ -37,6 +37,11 @@ _EXPORTS: dict[str, str] = {
     "inspect_model": "sparkonnx.converters.inspect",
     # spark_api
     "ONNXTransformer": "sparkonnx.spark_api.onnx_transformer",
+    "TFInputGraph": "sparkonnx.spark_api.tf_input_graph",
+    "TFTransformer": "sparkonnx.spark_api.tf_transformer",
+    "KerasTransformer": "sparkonnx.spark_api.keras_transformer",
+    "register_udf": "sparkonnx.spark_api.sql",
+    "registerKerasImageUDF": "sparkonnx.spark_api.sql",
     "read_images": "sparkonnx.spark_api.images",
     "readImagesWithCustomFn": "sparkonnx.spark_api.images",
     "ImageSchema": "sparkonnx.spark_api.images",
@@ -89,4 +94,8 @@ if TYPE_CHECKING:  # pragma: no cover
         imageStructToPIL,
     )
     from sparkonnx.spark_api.images import ImageSchema, read_images, readImagesWithCustomFn
+    from sparkonnx.spark_api.keras_transformer import KerasTransformer
     from sparkonnx.spark_api.onnx_transformer import ONNXTransformer
+    from sparkonnx.spark_api.sql import register_udf, registerKerasImageUDF
+    from sparkonnx.spark_api.tf_input_graph import TFInputGraph
+    from sparkonnx.spark_api.tf_transformer import TFTransformer
