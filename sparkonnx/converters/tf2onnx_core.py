@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +27,38 @@ def _numpy2_compat() -> Iterator[None]:
     finally:
         if added:
             del np.product  # type: ignore[attr-defined]
+
+
+@contextmanager
+def _tf2onnx_catch_errors(catch: bool) -> Iterator[None]:
+    """tf2onnx deep-copies the whole graph (weights included) before each of its optimizers
+    so that it can roll back on an error: ResNet50 then peaks near 8 GB and spends 20 s there.
+    Its TF2ONNX_CATCH_ERRORS switch turns that off; set it only for the call."""
+    key = "TF2ONNX_CATCH_ERRORS"
+    previous = os.environ.get(key)
+    os.environ[key] = "TRUE" if catch else "FALSE"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = previous
+
+
+def _lean_then_safe(call: Callable[[], Any], what: str) -> Any:
+    """Run a tf2onnx call without its per-optimizer graph copies; on failure retry with them."""
+    try:
+        with _tf2onnx_catch_errors(False):
+            return call()
+    except Exception as exc:
+        logger.warning(
+            "tf2onnx failed on %s without optimizer rollback (%s); retrying with rollback",
+            what,
+            exc,
+        )
+        with _tf2onnx_catch_errors(True):
+            return call()
 
 
 def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
@@ -97,14 +130,17 @@ def convert_function(
         renames.update({t.name: k for k, t in concrete.structured_outputs.items()})
     with tf.device("/cpu:0"):
         graph_def = tf_loader.from_function(concrete, inputs, outputs)
-    proto, _ = tf2onnx.convert.from_graph_def(
-        graph_def,
-        name=getattr(concrete, "name", "function"),
-        input_names=inputs,
-        output_names=outputs,
-        opset=opset,
-        custom_op_handlers=dict(handlers),
-        tensors_to_rename=renames,
+    proto, _ = _lean_then_safe(
+        lambda: tf2onnx.convert.from_graph_def(
+            graph_def,
+            name=getattr(concrete, "name", "function"),
+            input_names=inputs,
+            output_names=outputs,
+            opset=opset,
+            custom_op_handlers=dict(handlers),
+            tensors_to_rename=renames,
+        ),
+        "the function's graph",
     )
     return proto
 
@@ -121,15 +157,18 @@ def convert_graph_def(
     """Convert a frozen GraphDef between the named tensors ('name:0')."""
     tf2onnx = _deps.tf2onnx()
     with _numpy2_compat():
-        proto, storage = tf2onnx.convert.from_graph_def(
-            graph_def,
-            name="graph_def",
-            input_names=list(input_names),
-            output_names=list(output_names),
-            opset=opset,
-            custom_op_handlers=dict(handlers),
-            shape_override=dict(shape_override) if shape_override else None,
-            large_model=large_model,
+        proto, storage = _lean_then_safe(
+            lambda: tf2onnx.convert.from_graph_def(
+                graph_def,
+                name="graph_def",
+                input_names=list(input_names),
+                output_names=list(output_names),
+                opset=opset,
+                custom_op_handlers=dict(handlers),
+                shape_override=dict(shape_override) if shape_override else None,
+                large_model=large_model,
+            ),
+            "the GraphDef",
         )
     _inline_external_storage(proto, storage)
     return proto
