@@ -83,8 +83,8 @@ def _inputs_from_sample(sample: SampleInput) -> tuple[Any, list[InputInfo]]:
         ]
         return {i.name: i.name for i in infos}, infos
     infos = [
-        InputInfo(f"input_{i}", np.asarray(v).dtype, (None, *np.shape(v)[1:]))
-        for i, v in enumerate(sample)
+        InputInfo(f"input_{i}", a.dtype, (None, *a.shape[1:]))
+        for i, a in enumerate(np.asarray(v) for v in sample)
     ]
     return [i.name for i in infos], infos
 

@@ -341,3 +341,29 @@ def test_save_round_trip(tmp_path: Path) -> None:
     path = result.save(tmp_path / "dense.onnx")
     assert path.read_bytes() == result.model.model_bytes
     assert not result.is_large
+
+
+def test_progress_bar_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    convert(_dense(), progress=True)
+    assert "converting sequential" in capsys.readouterr().err
+    convert(_dense(), progress=False)
+    assert "converting" not in capsys.readouterr().err
+
+
+def test_models_over_2gb_are_saved_with_external_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sparkonnx.converters import result as result_module
+    from sparkonnx.converters import saving
+
+    converted = convert(_cnn())
+    monkeypatch.setattr(result_module, "weights_size", lambda proto: 3 * 2**30)
+    monkeypatch.setattr(saving, "_data_size", lambda proto: 3 * 2**30)
+    assert converted.is_large
+    with pytest.raises(ValueError, match=r"3\.0 GB of weights, over protobuf's 2 GB limit.*save"):
+        converted.model  # noqa: B018
+    path = converted.save(tmp_path / "big.onnx")
+    assert (tmp_path / "big.onnx.data").stat().st_size > 1000
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {"image": np.zeros((1, 16, 16, 3), np.float32)})
+    assert y.shape == (1, 5)
