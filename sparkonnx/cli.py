@@ -38,9 +38,10 @@ _SHAPED = re.compile(r"^(?P<name>[^\[\]]+)(\[(?P<shape>[^\]]*)\])?$")
 def exit_code_for(exc: BaseException) -> int:
     """The exit code that names the kind of failure."""
     from sparkonnx.converters.errors import ConversionError, ParityError, UnsupportedSourceError
+    from sparkonnx.converters.gate import GateError
     from sparkonnx.engine.model import InvalidModelError
 
-    if isinstance(exc, ParityError):
+    if isinstance(exc, ParityError | GateError):
         return EXIT_PARITY
     if isinstance(exc, FileNotFoundError | UnsupportedSourceError | InvalidModelError):
         return EXIT_SOURCE
@@ -118,6 +119,8 @@ def _add_convert_parser(subparsers: Any) -> None:
   sparkonnx convert frozen.pb -o model.onnx --inputs 'images:0[-1,224,224,3]' --outputs probs:0
   sparkonnx convert model.h5 -o model.onnx --opset 17 --fp16 --tolerance 1e-3
   sparkonnx convert lambda_model.keras -o m.onnx --allow-unsafe   # trust the file's code
+  sparkonnx convert model.keras -o m.int8.onnx --quantize int8 --calibration images/
+  sparkonnx convert model.onnx -o m.int8.onnx --quantize int8 --calibration x.npy --min-top1 0.98
 
 """
         + EXIT_CODES_HELP,
@@ -140,7 +143,7 @@ def _add_convert_parser(subparsers: Any) -> None:
     )
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 15)")
     p.add_argument("--fp16", action="store_true", help="float16 weights and compute, fp32 I/O")
-    p.add_argument("--tolerance", type=float, default=None, help="fp32 parity tolerance (1e-4)")
+    p.add_argument("--tolerance", type=float, default=None, help="fp32 parity tolerance (1e-3)")
     p.add_argument("--fp16-tolerance", type=float, default=None, help="fp16 tolerance (1e-2)")
     p.add_argument("--no-check", action="store_true", help="skip the numeric parity check")
     p.add_argument(
@@ -154,7 +157,63 @@ def _add_convert_parser(subparsers: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_quantize_arguments(p)
     p.set_defaults(handler=_run_convert)
+
+
+def _add_quantize_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "precision",
+        "int8 / fp16 after conversion (or of an .onnx source), refused with the measured "
+        "figures and exit code 5 when it falls below the accuracy gate's thresholds vs fp32",
+    )
+    g.add_argument(
+        "--quantize",
+        choices=["int8", "int8-dynamic", "dynamic", "fp16"],
+        help="int8: static QDQ, calibrated (fastest on CPUs); dynamic: int8 weights only "
+        "(MLPs, transformers); fp16: for GPUs (no speed-up on CPU)",
+    )
+    g.add_argument(
+        "--calibration",
+        metavar="PATH",
+        help="sample inputs: a folder of images or a .npy / .npz / .parquet of input tensors; "
+        "a quarter of the rows are held out for the gate",
+    )
+    g.add_argument("--validation", metavar="PATH", help="separate gate inputs (same formats)")
+    g.add_argument("--min-top1", type=float, help="minimum top-1 agreement (0.99)")
+    g.add_argument("--min-cosine", type=float, help="minimum mean cosine similarity (0.99)")
+    g.add_argument("--max-rel-error", type=float, help="max error / output range (0.05)")
+    g.add_argument(
+        "--gate-metric",
+        choices=["auto", "top1", "cosine", "max_rel"],
+        default="auto",
+        help="how outputs are judged (auto: top1 for classifiers, cosine for features)",
+    )
+    g.add_argument("--no-per-channel", action="store_true", help="per-tensor int8 weights")
+
+
+def _quantize(args: argparse.Namespace, model: Any) -> Any:
+    from sparkonnx.converters.quantize import quantize
+
+    tolerance = {
+        key: value
+        for key, value in (
+            ("top1", args.min_top1),
+            ("cosine", args.min_cosine),
+            ("max_rel", args.max_rel_error),
+        )
+        if value is not None
+    }
+    return quantize(
+        model,
+        args.calibration,
+        mode=args.quantize,
+        validation=args.validation,
+        per_channel=not args.no_per_channel,
+        tolerance=tolerance or None,
+        metric=args.gate_metric,
+        progress=False if args.no_progress else None,
+    )
 
 
 def _convert_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -189,14 +248,25 @@ def _run_convert(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if not source.exists():
         raise FileNotFoundError(f"model source not found: {source}")
+    if args.quantize is None and (args.calibration or args.validation):
+        raise ValueError("--calibration / --validation need --quantize int8|dynamic|fp16")
     if not args.verbose and source.suffix != ".onnx":
         from sparkonnx.converters import _deps
         from sparkonnx.converters.quiet import silenced
 
         with silenced(stdout=False):  # TensorFlow's native start-up logs
             _deps.tf2onnx()
+    if args.quantize is not None and source.suffix == ".onnx":
+        quantized = _quantize(args, source)
+        path = quantized.save(args.output)
+        payload = {"output": str(path), "quantization": quantized.gate.to_dict()}
+        print(json.dumps(payload, indent=2) if args.json else f"wrote {path}")
+        if not args.json:
+            print(f"  {quantized.gate.summary()}")
+        return EXIT_OK
     result = convert(source, **overrides)
-    path = result.save(args.output)
+    quantized = _quantize(args, result) if args.quantize is not None else None
+    path = (quantized or result).save(args.output)
     size = sum(f.stat().st_size for f in path.parent.glob(f"{path.name}*"))
     seconds = sum(result.timings.values())
     if args.json:
@@ -210,6 +280,7 @@ def _run_convert(args: argparse.Namespace) -> int:
             "fp16_parity": result.fp16_parity.to_dict() if result.fp16_parity else None,
             "timings": result.timings,
             "peak_rss_bytes": result.peak_rss_bytes,
+            "quantization": quantized.gate.to_dict() if quantized else None,
         }
         print(json.dumps(payload, indent=2))
         return EXIT_OK
@@ -220,6 +291,8 @@ def _run_convert(args: argparse.Namespace) -> int:
             print(f"  {report.summary()}")
     if result.parity is None:
         print("  parity not checked (--no-check)")
+    if quantized is not None:
+        print(f"  {quantized.gate.summary()}")
     print(f"  {seconds:.1f} s, peak RSS {result.peak_rss_bytes / 2**20:.0f} MB")
     return EXIT_OK
 

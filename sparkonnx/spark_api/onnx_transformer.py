@@ -19,6 +19,7 @@ from sparkonnx.engine.providers import validate_device
 from sparkonnx.spark_api.executor import InferencePlan, OutputColumn, run_partition
 from sparkonnx.spark_api.params import (
     HasModelFile,
+    HasPrecision,
     HasRuntimeOptions,
     HasTensorMappings,
     HasTensorOutputOptions,
@@ -40,6 +41,7 @@ class ONNXTransformer(
     HasTensorMappings,
     HasRuntimeOptions,
     HasTensorOutputOptions,
+    HasPrecision,
     OnnxStagePersistence,
 ):
     """Runs an ONNX model on executors with ONNX Runtime, one output column per model output.
@@ -47,7 +49,8 @@ class ONNXTransformer(
     One-in one-out models take `inputCol` / `outputCol`; otherwise give `inputMapping`
     {column: model input} and `outputMapping` {model output: column}. The model is `modelFile`
     (a path the driver can read) or `model` (bytes, an `onnx.ModelProto` or an `OnnxModel`).
-    Every input column and the row order are kept.
+    Every input column and the row order are kept. `precision` 'int8' / 'int8-dynamic' /
+    'fp16' runs a gated lower-precision copy of the model (see `sparkonnx.spark_api.precision`).
     """
 
     @keyword_only
@@ -65,6 +68,11 @@ class ONNXTransformer(
         deviceId: int | None = None,
         outputFormat: str = "array",
         allowCast: bool = False,
+        precision: str = "fp32",
+        calibrationPath: str | None = None,
+        calibrationRows: int = 128,
+        calibrationSeed: int = 0,
+        precisionTolerance: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self._model: OnnxModel | None = None
@@ -184,9 +192,23 @@ class ONNXTransformer(
         )
         return plan, T.StructType(out_fields)
 
+    def _precision_model(
+        self, model: OnnxModel, plan: InferencePlan, dataset: DataFrame
+    ) -> OnnxModel:
+        """Hook: the gated int8 / fp16 form of `model` when `precision` asks for one."""
+        if self.getPrecision() == "fp32":
+            return model
+        from sparkonnx.spark_api.precision import resolve_precision
+
+        columns = dict(plan.inputs)
+        return resolve_precision(
+            self, model, dataset, columns, device=plan.device, allow_cast=plan.allow_cast
+        )
+
     def _transform(self, dataset: DataFrame) -> DataFrame:
         model = self.getModel()
         plan, schema = self._plan(dataset.schema, model)
+        model = self._precision_model(model, plan, dataset)
         spark = dataset.sparkSession
         plan = dataclasses.replace(plan, model=ship_model(spark, model))
         result = dataset.mapInArrow(partial(run_partition, plan), schema)

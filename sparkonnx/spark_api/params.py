@@ -137,3 +137,117 @@ class HasTensorOutputOptions(HasOutputFormat):
 
     def setAllowCast(self, value: bool) -> Any:
         return self._set(allowCast=value)
+
+
+PRECISIONS: tuple[str, ...] = ("fp32", "int8", "int8-dynamic", "fp16")
+_PRECISION_ALIASES = {"dynamic": "int8-dynamic", "float16": "fp16", "float32": "fp32"}
+
+
+def _to_precision(value: Any) -> str:
+    text = TypeConverters.toString(value).lower()
+    text = _PRECISION_ALIASES.get(text, text)
+    if text not in PRECISIONS:
+        raise TypeError(
+            f"precision must be one of {', '.join(map(repr, PRECISIONS))}; got {value!r} "
+            "('int8': calibrated static int8 for CPUs, 'fp16': for GPUs)"
+        )
+    return text
+
+
+def _to_tolerance(value: Any) -> dict[str, float]:
+    allowed = ("top1", "cosine", "max_rel")
+    if not isinstance(value, dict) or not all(
+        k in allowed and isinstance(v, int | float) for k, v in value.items()
+    ):
+        raise TypeError(
+            f"precisionTolerance must be a dict with keys among {allowed} and number values, "
+            f"e.g. {{'top1': 0.99, 'cosine': 0.99}}; got {value!r}"
+        )
+    return {k: float(v) for k, v in value.items()}
+
+
+def _to_calibration_rows(value: Any) -> int:
+    number = TypeConverters.toInt(value)
+    if number < 2:
+        raise TypeError(f"calibrationRows must be an integer >= 2; got {value!r}")
+    return number
+
+
+class HasPrecision(Params):
+    """precision ('fp32', 'int8', 'int8-dynamic', 'fp16') and how lower precisions are made.
+
+    'int8' is calibrated once on `calibrationRows` rows drawn (seeded) from the DataFrame being
+    transformed, or on `calibrationPath`; then an accuracy gate compares it with fp32 on
+    held-out rows and refuses it below `precisionTolerance`. See sparkonnx.spark_api.precision.
+    """
+
+    precision: Param[str] = Param(
+        Params._dummy(),
+        "precision",
+        "'fp32' (default), 'int8' (static, calibrated; fastest on CPUs), 'int8-dynamic' "
+        "(weights only) or 'fp16' (GPUs; no speed-up on CPU)",
+        _to_precision,
+    )
+    calibrationPath: Param[str] = Param(
+        Params._dummy(),
+        "calibrationPath",
+        "int8 calibration data readable by the driver: a folder of images, or a .npy / .npz / "
+        ".parquet of input tensors; unset: a sample of the DataFrame being transformed",
+        TypeConverters.toString,
+    )
+    calibrationRows: Param[int] = Param(
+        Params._dummy(),
+        "calibrationRows",
+        "rows sampled for calibration and the accuracy gate (a quarter are held out for the gate)",
+        _to_calibration_rows,
+    )
+    calibrationSeed: Param[int] = Param(
+        Params._dummy(), "calibrationSeed", "seed of the calibration sample", TypeConverters.toInt
+    )
+    precisionTolerance: Param[dict[str, float]] = Param(
+        Params._dummy(),
+        "precisionTolerance",
+        "accuracy gate thresholds vs fp32: {'top1': min agreement, 'cosine': min mean cosine, "
+        "'max_rel': max error / output range}; defaults 0.99, 0.99, 0.05",
+        _to_tolerance,
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(precision="fp32", calibrationRows=128, calibrationSeed=0)
+
+    def getPrecision(self) -> str:
+        return self.getOrDefault(self.precision)
+
+    def setPrecision(self, value: str) -> Any:
+        return self._set(precision=value)
+
+    def getCalibrationPath(self) -> str | None:
+        return (
+            self.getOrDefault(self.calibrationPath)
+            if self.isDefined(self.calibrationPath)
+            else None
+        )
+
+    def setCalibrationPath(self, value: str) -> Any:
+        return self._set(calibrationPath=value)
+
+    def getCalibrationRows(self) -> int:
+        return self.getOrDefault(self.calibrationRows)
+
+    def setCalibrationRows(self, value: int) -> Any:
+        return self._set(calibrationRows=value)
+
+    def getCalibrationSeed(self) -> int:
+        return self.getOrDefault(self.calibrationSeed)
+
+    def setCalibrationSeed(self, value: int) -> Any:
+        return self._set(calibrationSeed=value)
+
+    def getPrecisionTolerance(self) -> dict[str, float]:
+        if not self.isDefined(self.precisionTolerance):
+            return {}
+        return dict(self.getOrDefault(self.precisionTolerance))
+
+    def setPrecisionTolerance(self, value: dict[str, float]) -> Any:
+        return self._set(precisionTolerance=value)

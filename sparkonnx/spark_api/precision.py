@@ -1,0 +1,230 @@
+"""The Spark side of `precision`: turn a stage's fp32 model into its gated int8 / fp16 form.
+
+Runs on the driver, once per stage and model: the first transform draws a seeded sample of the
+model's input columns from the DataFrame being transformed (`calibrationRows` rows, one Spark
+job), calibrates on three quarters of it (or on `calibrationPath` when set, keeping the whole
+sample for the gate), gates the result against fp32, logs the gate's figures and keeps the
+model on disk under `$SPARKONNX_CACHE/precision` (default `~/.cache/sparkonnx/precision`),
+keyed by the source model's sha256, the mode, the calibration and gate data's sha256, the
+thresholds and the ONNX Runtime version. Later transforms of the same stage reuse it.
+
+Saving a stage stores the fp32 model and these Params, not the int8 bytes: on load the int8
+model is rebuilt from the same inputs (a cache hit when they are the same), so a saved stage
+stays exact to its fp32 source and small. To pin an int8 model across machines and data,
+quantize it with `sparkonnx.quantize` (or `sparkonnx convert --quantize int8`) and give the
+stage that model, with precision left at 'fp32'.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sparkonnx.converters import metadata
+from sparkonnx.converters.calibration import CalibrationSet, load_calibration
+from sparkonnx.converters.gate import GateTolerance
+from sparkonnx.engine.model import OnnxModel, TensorSpec
+from sparkonnx.spark_api.params import HasPrecision
+
+logger = logging.getLogger(__name__)
+
+_CACHE_FORMAT = "1"  # bump when the quantization recipe changes, so stale files are not reused
+_MEMO_ATTR = "_sparkonnx_precision_models"
+_lock = threading.Lock()
+
+
+def cache_dir() -> Path:
+    """`$SPARKONNX_CACHE/precision`, default `~/.cache/sparkonnx/precision`."""
+    root = os.environ.get("SPARKONNX_CACHE") or Path.home() / ".cache" / "sparkonnx"
+    return Path(root) / "precision"
+
+
+def cache_key(
+    source_sha256: str,
+    mode: str,
+    calibration_identity: str | None,
+    gate_identity: str,
+    tolerance: GateTolerance,
+) -> str:
+    """The cache identity of a lower-precision build (hex sha256)."""
+    import onnxruntime
+
+    import sparkonnx
+
+    text = json.dumps(
+        {
+            "format": _CACHE_FORMAT,
+            "source": source_sha256,
+            "mode": mode,
+            "calibration": calibration_identity,
+            "gate": gate_identity,
+            "tolerance": [tolerance.top1, tolerance.cosine, tolerance.max_rel],
+            "onnxruntime": onnxruntime.__version__,
+            "sparkonnx": sparkonnx.__version__,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sample_dataframe(
+    dataset: Any,
+    columns: Mapping[str, TensorSpec],
+    rows: int,
+    seed: int,
+    allow_cast: bool = False,
+) -> CalibrationSet:
+    """A seeded random sample of `rows` rows of the input columns, as model input tensors."""
+    from pyspark.sql import functions as F
+
+    from sparkonnx.engine.tensors import column_to_tensor
+
+    names = list(columns)
+    sample = dataset.select(*names).orderBy(F.rand(seed)).limit(rows).toArrow()
+    if sample.num_rows < 2:
+        raise ValueError(
+            f"the DataFrame has {sample.num_rows} row(s), too few to calibrate and check a "
+            "lower-precision model (2 or more needed, 100+ recommended); set calibrationPath to "
+            "a calibration set, or keep precision='fp32'"
+        )
+    arrays = {
+        spec.name: column_to_tensor(sample.column(col), col, spec, allow_cast)
+        for col, spec in columns.items()
+    }
+    return CalibrationSet(arrays, f"a {sample.num_rows}-row sample (seed {seed}) of the DataFrame")
+
+
+def resolve_precision(
+    stage: HasPrecision,
+    model: OnnxModel,
+    dataset: Any,
+    columns: Mapping[str, TensorSpec],
+    *,
+    device: str = "auto",
+    allow_cast: bool = False,
+) -> OnnxModel:
+    """The model the stage should run: `model` itself for 'fp32', else its gated lower-precision
+    form (built once per stage, cached on disk). `columns` maps input columns to model inputs.
+
+    Raises `GateError` (with the measured figures) when the gate refuses the model.
+    """
+    precision = stage.getPrecision()
+    if precision == "fp32":
+        return model
+    current = model.metadata.get(metadata.PRECISION, "fp32")
+    if current == precision:
+        return model  # already quantized offline
+    if current != "fp32":
+        raise ValueError(
+            f"the model is already {current}; precision={precision!r} needs its fp32 source. "
+            f"Set precision={current!r} (or 'fp32') to run it as it is"
+        )
+    if precision == "fp16" and device != "cuda":
+        logger.warning(
+            "precision='fp16' on device=%r: on CPUs ONNX Runtime casts float16 back to float32, "
+            "so it brings no speed-up there; use it on GPUs, and 'int8' for CPUs",
+            device,
+        )
+    tolerance = GateTolerance.of(stage.getPrecisionTolerance() or None)
+    settings = (
+        model.sha256,
+        precision,
+        stage.getCalibrationPath(),
+        stage.getCalibrationRows(),
+        stage.getCalibrationSeed(),
+        tolerance,
+    )
+    memo: dict[tuple[Any, ...], OnnxModel] = stage.__dict__.setdefault(_MEMO_ATTR, {})
+    with _lock:
+        if settings in memo:
+            return memo[settings]
+    built = _build(stage, model, dataset, columns, tolerance, allow_cast)
+    with _lock:
+        memo[settings] = built
+    return built
+
+
+def _build(
+    stage: HasPrecision,
+    model: OnnxModel,
+    dataset: Any,
+    columns: Mapping[str, TensorSpec],
+    tolerance: GateTolerance,
+    allow_cast: bool,
+) -> OnnxModel:
+    from sparkonnx.converters.quantize import quantize
+
+    precision = stage.getPrecision()
+    rows, seed, path = (
+        stage.getCalibrationRows(),
+        stage.getCalibrationSeed(),
+        stage.getCalibrationPath(),
+    )
+    sample = sample_dataframe(dataset, columns, rows, seed, allow_cast)
+    if path is not None:  # the user's set calibrates; the DataFrame's rows are the gate's
+        calibration: CalibrationSet | None = load_calibration(path, model, limit=rows, seed=seed)
+        validation: CalibrationSet | None = sample
+    elif precision == "int8":
+        calibration, validation = sample.split(0.25, seed)
+    else:  # nothing to calibrate: every sampled row is a gate row
+        calibration, validation = None, sample
+    key = cache_key(
+        model.sha256,
+        precision,
+        None if calibration is None else calibration.identity,
+        validation.identity if validation is not None else "",
+        tolerance,
+    )
+    target = cache_dir() / f"{model.sha256[:16]}-{precision}-{key[:16]}.onnx"
+    if target.is_file():
+        cached = OnnxModel.from_path(target)
+        logger.info("%s model from the cache %s: %s", precision, target, _figures(cached))
+        return cached
+    result = quantize(
+        model,
+        calibration,
+        mode=precision,
+        validation=validation,
+        tolerance=tolerance,
+        seed=seed,
+        max_rows=max(rows, 2),
+    )
+    logger.info("%s", result.gate.summary())
+    built = result.model
+    _save_atomically(built.model_bytes, target)
+    logger.info("cached the %s model of %s at %s", precision, model.sha256[:12], target)
+    return built
+
+
+def _figures(model: OnnxModel) -> str:
+    from sparkonnx.converters.quantize import quantization_of
+
+    record = quantization_of(model) or {}
+    gate = record.get("gate") or {}
+    outputs = gate.get("outputs") or {}
+    parts = [
+        f"{name} {fig.get('metric')} {fig.get('value', float('nan')):.4f}"
+        for name, fig in outputs.items()
+    ]
+    return f"gate passed on {gate.get('rows', '?')} rows: " + ", ".join(parts)
+
+
+def _save_atomically(data: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def gate_figures(model: OnnxModel) -> dict[str, Any] | None:
+    """The gate's figures stored in a lower-precision model's metadata, or None for fp32."""
+    from sparkonnx.converters.quantize import quantization_of
+
+    record = quantization_of(model)
+    return None if record is None else record.get("gate")
