@@ -74,7 +74,7 @@ class ConversionOptions:
     """SavedModel meta-graph tags."""
     fp16: bool = False
     """Store and compute in float16 (float32 inputs/outputs kept), if parity stays in tolerance."""
-    tolerance: float = 1e-4
+    tolerance: float = 1e-3
     """Parity: pass when |onnx - source| <= tolerance * (1 + |source|) for every element."""
     fp16_tolerance: float = 1e-2
     """The same bound for the float16 model."""

@@ -18,6 +18,7 @@ def test_defaults_are_documented_values() -> None:
     assert options.dynamic_batch is True
     assert options.signature == "serving_default"
     assert options.tf2onnx_opset == 15
+    assert options.tolerance == 1e-3 and options.fp16_tolerance == 1e-2
 
 
 def test_opset_above_18_is_converted_at_18() -> None:

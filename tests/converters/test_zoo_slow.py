@@ -34,7 +34,7 @@ def test_zoo_model_parity_time_and_memory(
         record_property(key, value)
     print(json.dumps(figures))
     assert figures["parity_passed"] is True
-    assert figures["max_rel_error"] < 1e-4
+    assert figures["max_rel_error"] < 1e-3
     assert figures["batch1_max_abs_error"] < 1e-3 * max(1.0, figures["output_std"])
     assert figures["output_shape"] == [1, 1000]
     assert figures["output_std"] > 1e-2  # live activations: the comparison is not vacuous
