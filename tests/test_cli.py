@@ -221,3 +221,39 @@ def test_convert_errors_have_meaningful_exit_codes(keras_files: dict[str, Path])
     )
     assert allowed.returncode == 0, allowed.stderr
     assert (root / "l.onnx").is_file()
+
+
+def test_convert_graph_def_and_saved_model_signature(tmp_path: Path) -> None:
+    tf = pytest.importorskip("tensorflow")
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 4], name="x")
+        tf.identity(tf.reduce_sum(x, axis=1, keepdims=True) * 2.0, name="total")
+    (tmp_path / "frozen.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    pb = _cli(
+        "convert", str(tmp_path / "frozen.pb"), "-o", str(tmp_path / "pb.onnx"),
+        "--inputs", "x:0[-1,4]", "--outputs", "total:0",
+    )  # fmt: skip
+    assert pb.returncode == 0, pb.stderr
+    session = ort.InferenceSession(str(tmp_path / "pb.onnx"), providers=["CPUExecutionProvider"])
+    (total,) = session.run(None, {"x": np.ones((3, 4), np.float32)})
+    np.testing.assert_allclose(total, np.full((3, 1), 8.0))
+    no_outputs = _cli("convert", str(tmp_path / "frozen.pb"), "-o", str(tmp_path / "n.onnx"))
+    assert no_outputs.returncode == cli.EXIT_CONVERSION
+    assert "output_names" in _one_line_error(no_outputs.stderr, "convert")
+
+    class Halver(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="v")])
+        def half(self, v):  # type: ignore[no-untyped-def]
+            return {"half": v / 2.0}
+
+    module = Halver()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"halve": module.half})
+    missing = _cli("convert", str(tmp_path / "sm"), "-o", str(tmp_path / "sm.onnx"))
+    assert missing.returncode == cli.EXIT_CONVERSION
+    assert "['halve']" in _one_line_error(missing.stderr, "convert")
+    chosen = _cli(
+        "convert", str(tmp_path / "sm"), "-o", str(tmp_path / "sm.onnx"), "--signature", "halve"
+    )
+    assert chosen.returncode == 0, chosen.stderr
+    assert "outputs [half: float32" in chosen.stdout

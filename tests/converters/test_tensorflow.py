@@ -255,3 +255,11 @@ def test_convert_dispatch_errors(tmp_path: Path) -> None:
         convert(tmp_path / "notes.txt")
     with pytest.raises(UnsupportedSourceError, match=r"from_function expects a tf\.function"):
         from_function(lambda x: x)
+
+
+def test_saved_model_without_signatures(tmp_path: Path) -> None:
+    module = tf.Module()
+    module.v = tf.Variable(1.0)
+    tf.saved_model.save(module, str(tmp_path / "bare"))
+    with pytest.raises(SignatureError, match=r"no signatures to convert.*model\.export"):
+        convert(tmp_path / "bare")
