@@ -50,9 +50,15 @@ def named_function(
         raise
     except Exception as exc:
         shapes = {i.name: i.shape for i in inputs}
+        hint = (
+            "Python if/while on tensor values cannot be traced into a graph: use "
+            "keras.ops.cond / keras.ops.while_loop (or tf.cond) in the model"
+            if type(exc).__name__ == "OperatorNotAllowedInGraphError"
+            else "check the input shapes and dtypes (input_shapes=... / --inputs) against what "
+            "the model expects"
+        )
         raise ConversionError(
-            f"tracing the model with inputs {shapes} failed: {_first_line(exc)}; check the input "
-            "shapes and dtypes (input_shapes=... / --inputs) against what the model expects"
+            f"tracing the model with inputs {shapes} failed: {_last_line(exc)}; {hint}"
         ) from exc
     return wrapper, specs, list(names)
 
@@ -67,6 +73,15 @@ def runner(function: Any, names: Sequence[str]) -> Callable[[list[np.ndarray]], 
     return run
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _last_line(exc: BaseException) -> str:
+    """The complaint in a TF tracing error (which puts the user-code trace and args around it)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    keys = ("not allowed", "rror", "must", "expected", "incompatible", "not supported")
+    useful = [
+        line
+        for line in lines
+        if not line.startswith(("•", "File ", "in user code", "Arguments received"))
+        and any(k in line for k in keys)
+    ]
+    text = useful[-1] if useful else (lines[-1] if lines else "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

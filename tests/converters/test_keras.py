@@ -367,3 +367,21 @@ def test_models_over_2gb_are_saved_with_external_data(
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (y,) = session.run(None, {"image": np.zeros((1, 16, 16, 3), np.float32)})
     assert y.shape == (1, 5)
+
+
+def test_python_control_flow_on_tensors_is_explained() -> None:
+    class Gate(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):  # type: ignore[no-untyped-def]
+            y = self.dense(x)
+            if keras.ops.sum(x) > 0:  # Python `if` on a tensor: not traceable in Keras 3
+                y = y * 2.0
+            return y
+
+    model = Gate()
+    model(np.ones((1, 3), np.float32))
+    with pytest.raises(ConversionError, match=r"tracing the model.*bool.*keras\.ops\.cond"):
+        convert(model, input_shapes={"x": (None, 3)})
