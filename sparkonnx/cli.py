@@ -386,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if verbose:
             traceback.print_exc()
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # no terminal colour codes
+        message = " ".join(plain.split()) or type(exc).__name__
         print(f"sparkonnx {args.command}: error: {message}", file=sys.stderr)
         return exit_code_for(exc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -75,7 +76,8 @@ def runner(function: Any, names: Sequence[str]) -> Callable[[list[np.ndarray]], 
 
 def _last_line(exc: BaseException) -> str:
     """The complaint in a TF tracing error (which puts the user-code trace and args around it)."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Keras colours some messages
+    lines = [line.strip() for line in plain.strip().splitlines() if line.strip()]
     keys = ("not allowed", "rror", "must", "expected", "incompatible", "not supported")
     useful = [
         line
