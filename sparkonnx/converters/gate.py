@@ -79,6 +79,7 @@ class OutputGate:
     passed: bool
     top1_agreement: float | None
     top1_margin_median: float | None  # fp32's median gap between its two best classes
+    top1_classes: int | None  # distinct fp32 top-1 classes on the rows (1: agreement is weak)
     mean_cosine: float | None
     min_cosine: float | None
     max_abs_error: float
@@ -88,8 +89,9 @@ class OutputGate:
         if self.metric == "top1":
             agree = round((self.top1_agreement or 0.0) * rows)
             return (
-                f"output {self.name!r} top-1 agreement {self.value:.4f} ({agree}/{rows} rows) "
-                f"{'>=' if self.passed else '<'} {self.threshold:g} required"
+                f"output {self.name!r} top-1 agreement {self.value:.4f} ({agree}/{rows} rows, "
+                f"{self.top1_classes} fp32 classes) {'>=' if self.passed else '<'} "
+                f"{self.threshold:g} required"
             )
         if self.metric == "cosine":
             return (
@@ -205,11 +207,12 @@ def judge_output(
     max_abs = float(diff.max()) if finite and diff.size else (0.0 if finite else float("inf"))
     scale = float(np.abs(e).max()) if e.size else 0.0
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
-    top1 = margin = mean_cos = min_cos = None
+    top1 = margin = mean_cos = min_cos = classes = None
     if e.ndim >= 2 and e.shape[-1] >= 2 and e.size:
         e_rows = e.reshape(-1, e.shape[-1])
         a_rows = a.reshape(-1, a.shape[-1])
         top1 = float((e_rows.argmax(axis=1) == a_rows.argmax(axis=1)).mean())
+        classes = len(np.unique(e_rows.argmax(axis=1)))
         best_two = np.sort(e_rows, axis=1)[:, -2:]
         margin = float(np.median(best_two[:, 1] - best_two[:, 0]))
     if e.ndim >= 1 and e.size and e[0].size >= 2:
@@ -228,6 +231,7 @@ def judge_output(
         passed=bool(passed and finite),
         top1_agreement=top1,
         top1_margin_median=margin,
+        top1_classes=classes,
         mean_cosine=mean_cos,
         min_cosine=min_cos,
         max_abs_error=max_abs,

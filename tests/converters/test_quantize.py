@@ -1,0 +1,383 @@
+"""int8 / fp16 quantization behind the accuracy gate: figures, refusals, calibration readers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from sparkonnx import testing
+from sparkonnx.converters import metadata
+from sparkonnx.converters.calibration import CalibrationError, CalibrationSet, load_calibration
+from sparkonnx.converters.errors import ConversionError
+from sparkonnx.converters.gate import (
+    GateError,
+    GateTolerance,
+    choose_metric,
+    judge_output,
+)
+from sparkonnx.converters.quantize import normalize_mode, quantization_of, quantize
+from sparkonnx.engine.model import OnnxModel
+
+CLASSES = 10
+SIZE = 32
+
+
+def small_classifier(seed: int = 4) -> onnx.ModelProto:
+    """NCHW float32[N, 3, 32, 32] -> Conv-ReLU, Conv(stride 2)-ReLU, GAP, Gemm, Softmax.
+
+    Random weights. On 64 smooth images seed 4 predicts 3 classes and keeps top-1 on all 16
+    held-out rows in int8; seeds 0 and 2 flip 1-2 near-tie rows and are refused by the gate;
+    seeds 3 and 5 predict a single class (a top-1 gate would prove little there).
+    """
+    rng = np.random.default_rng(seed)
+
+    def init(name: str, *shape: int, scale: float) -> onnx.TensorProto:
+        return numpy_helper.from_array(
+            (rng.standard_normal(shape) * scale).astype(np.float32), name
+        )
+
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "small_classifier",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", CLASSES])],
+        [
+            init("w1", 16, 3, 3, 3, scale=0.3),
+            init("b1", 16, scale=0.1),
+            init("w2", 32, 16, 3, 3, scale=0.15),
+            init("b2", 32, scale=0.1),
+            init("w3", 32, CLASSES, scale=2.0),
+            init("b3", CLASSES, scale=0.1),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    # pixels scaled to [0, 1]: image folders are read through this spec
+    metadata.write(model, {metadata.PREPROCESSING: json.dumps({"mean": 0.0, "std": 255.0})})
+    return model
+
+
+def smooth_images(n: int, seed: int = 0, size: int = SIZE) -> np.ndarray:
+    """uint8 [n, size, size, 3] RGB images: colour fields of random tint and brightness."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        tint = rng.uniform(0.1, 1.0, 3)
+        coarse = (rng.integers(0, 256, (4, 4, 3)) * tint).astype(np.uint8)
+        img = Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC)
+        noisy = np.asarray(img, np.float32) + rng.normal(0, 8, (size, size, 3))
+        out.append(np.clip(noisy, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def as_nchw(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC RGB -> float32 NCHW in [0, 1] (what an image folder feeds this model)."""
+    return (images.astype(np.float32) / 255.0).transpose(0, 3, 1, 2)
+
+
+def write_images(folder: Path, images: np.ndarray) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(folder / f"img{i:03d}.png")
+    return folder
+
+
+def op_types(proto: onnx.ModelProto) -> set[str]:
+    return {n.op_type for n in proto.graph.node}
+
+
+def run(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
+
+
+# ------------------------------------------------------------------ static int8
+
+
+def test_small_cnn_int8_from_image_folder_passes_gate_with_figures(tmp_path: Path) -> None:
+    folder = write_images(tmp_path / "calib", smooth_images(64))
+    source = small_classifier()
+    result = quantize(source, folder, holdout=16)
+
+    gate = result.gate
+    assert gate.passed and gate.rows == 16 and gate.calibration_rows == 48
+    (out,) = gate.outputs
+    assert out.metric == "top1"  # softmax rows: judged as a classifier
+    assert out.value == out.top1_agreement and out.value >= 0.99
+    assert out.mean_cosine is not None and out.mean_cosine > 0.99
+    assert out.top1_margin_median is not None and out.top1_margin_median > 0.05  # not ties
+    assert out.top1_classes is not None and out.top1_classes >= 2  # not one class for all
+    print(f"\nsmall CNN: {gate.summary()}")
+
+    proto = result.proto
+    assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(proto)
+    int8_weights = [t for t in proto.graph.initializer if t.data_type == TensorProto.INT8]
+    assert int8_weights, "weights must be stored as int8"
+    per_channel = [
+        t
+        for t in proto.graph.initializer
+        if "scale" in t.name and len(t.dims) == 1 and t.dims[0] > 1
+    ]
+    assert per_channel, "per-channel weight scales expected"
+    # the I/O signature is unchanged: callers feed the same tensors
+    assert OnnxModel.load(proto).describe() == OnnxModel.load(source).describe()
+
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta[metadata.PRECISION] == "int8"
+    record = quantization_of(proto)
+    assert record is not None
+    assert (
+        record["gate"]["passed"] and record["gate"]["outputs"]["probabilities"]["metric"] == "top1"
+    )
+    assert record["source_sha256"] == OnnxModel.load(source).sha256 == result.source_sha256
+    assert record["calibration"]["rows"] == 48 and record["per_channel"] is True
+    assert record["calibration"]["identity"] == result.calibration_identity
+
+    x = as_nchw(smooth_images(8, seed=5))
+    np.testing.assert_allclose(run(proto, x), run(source, x), atol=0.05)
+    assert result.model.sha256 != OnnxModel.load(source).sha256
+
+
+def test_zero_calibration_is_refused_with_the_measured_agreement(tmp_path: Path) -> None:
+    real = as_nchw(smooth_images(32, seed=1))
+    with pytest.raises(GateError) as info:
+        quantize(small_classifier(), np.zeros_like(real), validation=real)
+    report = info.value.report
+    assert not report.passed
+    (out,) = report.outputs
+    assert out.metric == "top1" and out.value < 0.99
+    message = str(info.value)
+    agree = round(out.value * report.rows)
+    assert f"top-1 agreement {out.value:.4f} ({agree}/32 rows, " in message
+    assert "< 0.99 required" in message
+    assert "refused" in message and "representative" in message and "tolerance=" in message
+
+
+def test_constant_calibration_without_gate_rows_is_an_error() -> None:
+    with pytest.raises(CalibrationError, match="every value of the calibration data"):
+        quantize(small_classifier(), np.zeros((20, 3, SIZE, SIZE), np.float32))
+
+
+def test_static_int8_needs_calibration_data() -> None:
+    with pytest.raises(ConversionError, match=r"static int8 needs calibration data.*--calibration"):
+        quantize(small_classifier())
+
+
+def test_tolerance_decides_the_verdict() -> None:
+    x = as_nchw(smooth_images(24, seed=2))
+    result = quantize(small_classifier(), x, holdout=8, tolerance={"top1": 0.5})
+    assert result.gate.outputs[0].threshold == 0.5
+    with pytest.raises(GateError, match=r"mean cosine similarity .* < 1 required"):
+        quantize(small_classifier(), x, holdout=8, metric="cosine", tolerance=1.0)
+
+
+def test_already_quantized_model_is_not_quantized_again() -> None:
+    x = as_nchw(smooth_images(16, seed=3))
+    once = quantize(small_classifier(), x, holdout=4)
+    with pytest.raises(ConversionError, match="already a int8 model; quantize the fp32 model"):
+        quantize(once.proto, x)
+
+
+# ------------------------------------------------------------------ dynamic int8 and fp16
+
+
+def test_dynamic_int8_mlp_passes_gate() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 256)).astype(np.float32)
+    result = quantize(testing.mlp(), x, mode="dynamic")
+    assert result.mode == "int8-dynamic"
+    assert "DynamicQuantizeLinear" in op_types(result.proto) or "MatMulInteger" in op_types(
+        result.proto
+    )
+    (out,) = result.gate.outputs
+    assert out.metric == "cosine" and out.value >= 0.99 and result.gate.rows == 64
+    assert result.gate.calibration_rows == 0  # nothing calibrated: every row gates
+    assert quantization_of(result.proto)["mode"] == "int8-dynamic"  # type: ignore[index]
+
+
+def test_fp16_keeps_io_types_and_passes_gate() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 256)).astype(np.float32)
+    result = quantize(testing.mlp(), x, mode="fp16")
+    assert any(t.data_type == TensorProto.FLOAT16 for t in result.proto.graph.initializer)
+    model = result.model
+    assert [s.dtype for s in model.inputs] == [np.float32]
+    assert [s.dtype for s in model.outputs] == [np.float32]
+    assert result.gate.passed and result.gate.outputs[0].max_rel_error < 1e-2
+    assert model.metadata[metadata.PRECISION] == "fp16"
+
+
+def test_fp16_without_data_gates_on_random_rows(caplog: pytest.LogCaptureFixture) -> None:
+    result = quantize(testing.mlp(), mode="fp16")
+    assert result.gate.sample == "random inputs" and result.gate.rows == 16
+    assert "say little about real data" in caplog.text
+
+
+def test_unknown_mode_lists_the_allowed_ones() -> None:
+    with pytest.raises(ValueError, match=r"mode='int4'.*'int8'.*'int8-dynamic'.*'fp16'"):
+        quantize(testing.mlp(), mode="int4")
+    assert normalize_mode("dynamic") == "int8-dynamic"
+    assert normalize_mode("FP16") == "fp16"
+
+
+# ------------------------------------------------------------------ the gate's maths
+
+
+def test_metric_choice() -> None:
+    probs = np.full((4, 5), 0.2, np.float32)
+    features = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    assert choose_metric(probs, has_labels=False) == "top1"
+    assert choose_metric(features, has_labels=False) == "cosine"
+    assert choose_metric(features, has_labels=True) == "top1"  # logits of a labelled model
+    assert choose_metric(np.zeros(4, np.float32), has_labels=False) == "max_rel"
+    assert choose_metric(features, has_labels=False, asked="max_abs") == "max_rel"
+    with pytest.raises(ValueError, match="metric 'top1' needs an output with classes"):
+        choose_metric(np.zeros(4, np.float32), has_labels=False, asked="top1")
+
+
+def test_judge_output_figures() -> None:
+    e = np.array([[0.1, 0.9], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
+    a = np.array([[0.2, 0.8], [0.7, 0.3], [0.4, 0.6], [0.3, 0.7]])  # row 2 flips
+    out = judge_output("p", e, a, "top1", GateTolerance())
+    assert out.top1_agreement == pytest.approx(0.75) and not out.passed
+    assert out.max_abs_error == pytest.approx(0.2) and out.max_rel_error == pytest.approx(0.2 / 0.9)
+    assert out.top1_margin_median == pytest.approx(np.median([0.8, 0.6, 0.2, 0.4]))
+    err = judge_output("y", np.array([1.0, 2.0]), np.array([1.0, 2.05]), "max_rel", GateTolerance())
+    assert err.value == pytest.approx(0.025) and err.passed
+    nan = judge_output("y", e, np.full_like(e, np.nan), "cosine", GateTolerance(cosine=0.0))
+    assert not nan.passed  # NaNs never pass
+
+
+def test_tolerance_forms() -> None:
+    assert GateTolerance.of(None) == GateTolerance()
+    assert GateTolerance.of(0.95) == GateTolerance(top1=0.95, cosine=0.95)
+    assert GateTolerance.of({"max_rel": 0.1}).max_rel == 0.1
+    with pytest.raises(ValueError, match=r"unknown tolerance key\(s\) \['top5'\]"):
+        GateTolerance.of({"top5": 0.9})
+    with pytest.raises(ValueError, match="give a number from 0 to 1"):
+        GateTolerance.of(1.5)
+
+
+# ------------------------------------------------------------------ calibration readers
+
+
+@pytest.fixture()
+def cnn() -> OnnxModel:
+    return OnnxModel.load(small_classifier())
+
+
+def test_npy_npz_and_parquet_readers(tmp_path: Path, cnn: OnnxModel) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x = as_nchw(smooth_images(6))
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "x.npz", image=x)
+    flat = pa.array(list(x.reshape(6, -1)), type=pa.list_(pa.float32()))
+    pq.write_table(pa.table({"pixels": flat}), tmp_path / "x.parquet")
+    sets = [load_calibration(tmp_path / f"x.{ext}", cnn) for ext in ("npy", "npz", "parquet")]
+    for s in sets:
+        np.testing.assert_array_equal(s.arrays["image"], x)
+    assert len({s.identity for s in sets}) == 1  # identity is the content, not the file
+    assert load_calibration(x[:3], cnn).identity != sets[0].identity
+
+
+def test_image_folder_layout_size_and_channel_order(tmp_path: Path) -> None:
+    images = smooth_images(3, size=40)
+    folder = write_images(tmp_path / "imgs", images)
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    nchw = load_calibration(folder, OnnxModel.load(small_classifier()))
+    assert nchw.arrays["image"].shape == (3, 3, SIZE, SIZE)  # resized to the model's input
+    nhwc_model = testing.tiny_cnn(channels=3, size=8)  # NCHW too; build an NHWC one by hand
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "nhwc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 40, 40, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 40, 40, 3])],
+    )
+    nhwc = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    nhwc.ir_version = 9
+    metadata.write(nhwc, {metadata.PREPROCESSING: json.dumps({"channel_order": "BGR"})})
+    loaded = load_calibration(folder, OnnxModel.load(nhwc)).arrays["x"]
+    np.testing.assert_array_equal(loaded, images[..., ::-1].astype(np.float32))  # BGR, as is
+    assert nhwc_model is not None
+
+
+def test_calibration_errors_say_what_to_give(tmp_path: Path, cnn: OnnxModel) -> None:
+    with pytest.raises(CalibrationError, match=r"has shape \[4, 3, 8, 8\].*image: float32"):
+        load_calibration(np.zeros((4, 3, 8, 8), np.float32), cnn)
+    with pytest.raises(CalibrationError, match=r"has arrays \['x'\].*inputs are \['image'\]"):
+        load_calibration({"x": np.zeros((4, 3, SIZE, SIZE))}, cnn)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError, match="no images"):
+        load_calibration(tmp_path / "empty", cnn)
+    with pytest.raises(FileNotFoundError, match="calibration data not found"):
+        load_calibration(tmp_path / "missing.npy", cnn)
+    with pytest.raises(CalibrationError, match="not supported; give a folder of images"):
+        load_calibration(42, cnn)  # type: ignore[arg-type]
+
+
+def test_split_is_seeded_and_disjoint() -> None:
+    x = np.arange(20, dtype=np.float32).reshape(20, 1)
+    s = CalibrationSet({"x": x})
+    calib, held = s.split(0.25, seed=3)
+    assert (calib.rows, held.rows) == (15, 5)
+    assert not set(calib.arrays["x"].ravel()) & set(held.arrays["x"].ravel())
+    assert held.identity == s.split(0.25, seed=3)[1].identity
+    assert held.identity != s.split(0.25, seed=4)[1].identity
+    with pytest.raises(CalibrationError, match="at least 2 rows"):
+        CalibrationSet({"x": x[:1]}).split(0.25)
+    limited = load_calibration(CalibrationSet({"x": x}), OnnxModel.load(_identity_1d()), limit=7)
+    assert limited.rows == 7
+
+
+def _identity_1d() -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "id",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+# ------------------------------------------------------------------ zoo size (slow)
+
+
+@pytest.mark.slow
+def test_resnet50_weights_none_int8_passes_gate(tmp_path: Path) -> None:
+    """keras ResNet50(weights=None), seeded, converted by us; features + probabilities gated."""
+    from benchmarks.bench_precision import photo_crops, resnet50_two_outputs
+
+    from sparkonnx.converters import from_keras
+
+    keras_model = resnet50_two_outputs(seed=0)
+    x = photo_crops(64, seed=0)
+    converted = from_keras(keras_model, sample_input=x[:2])
+    result = quantize(converted, x, holdout=16)
+    by_name = {o.name: o for o in result.gate.outputs}
+    assert result.gate.passed
+    assert by_name["features"].metric == "cosine" and by_name["features"].value >= 0.99
+    assert by_name["probabilities"].metric == "top1" and by_name["probabilities"].value >= 0.99
+    print(f"\nResNet50(weights=None, seed 0): {result.gate.summary()}")
+    print(f"fp32 top-1 margin median: {by_name['probabilities'].top1_margin_median:.3f}")
+    assert quantization_of(result.proto)["gate"]["passed"]  # type: ignore[index]
