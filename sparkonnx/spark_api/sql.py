@@ -142,7 +142,7 @@ def _return_type(outputs: tuple[TensorSpec, ...], flatten: bool) -> DataType:
 
     if len(outputs) == 1:
         return one(outputs[0])
-    return T.StructType([T.StructField(s.name, one(s), False) for s in outputs])
+    return T.StructType([T.StructField(s.name, one(s), True) for s in outputs])
 
 
 def register_udf(
@@ -376,9 +376,7 @@ def _image_tensor(batch: np.ndarray, tensor_spec: TensorSpec, order: str) -> np.
 
 def _images_to_tensor(frame: pd.DataFrame, tensor_spec: TensorSpec, order: str) -> np.ndarray:
     size, channels, _nchw = _image_size(tensor_spec)
-    images = image_structs_to_batch(
-        _struct_array(frame), size=size, channels=channels, dtype="float32"
-    ).array
+    images = image_structs_to_batch(_struct_array(frame), size=size, channels=channels).array
     if order == "RGB" and images.shape[-1] in (3, 4):  # structs are BGR(A)
         images = np.concatenate([images[..., 2::-1], images[..., 3:]], axis=-1)
     return _image_tensor(images, tensor_spec, order)
