@@ -35,6 +35,11 @@ _EXPORTS: dict[str, str] = {
     "UnsupportedOpsError": "sparkonnx.converters.errors",
     "UnsafeModelError": "sparkonnx.converters.errors",
     "inspect_model": "sparkonnx.converters.inspect",
+    "quantize": "sparkonnx.converters.quantize",
+    "QuantizationResult": "sparkonnx.converters.quantize",
+    "GateError": "sparkonnx.converters.gate",
+    "GateTolerance": "sparkonnx.converters.gate",
+    "CalibrationSet": "sparkonnx.converters.calibration",
     # spark_api
     "ONNXTransformer": "sparkonnx.spark_api.onnx_transformer",
     "TFInputGraph": "sparkonnx.spark_api.tf_input_graph",
@@ -75,14 +80,17 @@ if TYPE_CHECKING:  # pragma: no cover
         from_keras,
         from_saved_model,
     )
+    from sparkonnx.converters.calibration import CalibrationSet
     from sparkonnx.converters.errors import (
         ConversionError,
         ParityError,
         UnsafeModelError,
         UnsupportedOpsError,
     )
+    from sparkonnx.converters.gate import GateError, GateTolerance
     from sparkonnx.converters.inspect import inspect_model
     from sparkonnx.converters.options import ConversionOptions
+    from sparkonnx.converters.quantize import QuantizationResult, quantize
     from sparkonnx.converters.result import ConversionResult, ParityReport
     from sparkonnx.engine.images import ImageDecodeError
     from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec

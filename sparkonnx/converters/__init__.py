@@ -36,18 +36,33 @@ _EXPORTS: dict[str, str] = {
     "preprocessing_of": "sparkonnx.converters.metadata",
     "labels_of": "sparkonnx.converters.metadata",
     "parity_of": "sparkonnx.converters.metadata",
+    "quantize": "sparkonnx.converters.quantize",
+    "quantization_of": "sparkonnx.converters.quantize",
+    "QuantizationResult": "sparkonnx.converters.quantize",
+    "GateError": "sparkonnx.converters.gate",
+    "GateReport": "sparkonnx.converters.gate",
+    "GateTolerance": "sparkonnx.converters.gate",
+    "CalibrationSet": "sparkonnx.converters.calibration",
+    "CalibrationError": "sparkonnx.converters.calibration",
+    "load_calibration": "sparkonnx.converters.calibration",
 }
 
 __all__ = [
+    "CalibrationError",
+    "CalibrationSet",
     "ConversionError",
     "ConversionOptions",
     "ConversionResult",
+    "GateError",
+    "GateReport",
+    "GateTolerance",
     "ModelReport",
     "ModelSignature",
     "OnnxRuntimeLoadError",
     "OutputParity",
     "ParityError",
     "ParityReport",
+    "QuantizationResult",
     "SignatureError",
     "SourceInfo",
     "UnsafeModelError",
@@ -61,8 +76,11 @@ __all__ = [
     "from_saved_model",
     "inspect_model",
     "labels_of",
+    "load_calibration",
     "parity_of",
     "preprocessing_of",
+    "quantization_of",
+    "quantize",
 ]
 
 
@@ -88,6 +106,11 @@ if TYPE_CHECKING:  # pragma: no cover
         from_keras,
         from_saved_model,
     )
+    from sparkonnx.converters.calibration import (
+        CalibrationError,
+        CalibrationSet,
+        load_calibration,
+    )
     from sparkonnx.converters.errors import (
         ConversionError,
         OnnxRuntimeLoadError,
@@ -97,9 +120,11 @@ if TYPE_CHECKING:  # pragma: no cover
         UnsupportedOpsError,
         UnsupportedSourceError,
     )
+    from sparkonnx.converters.gate import GateError, GateReport, GateTolerance
     from sparkonnx.converters.inspect import ModelReport, inspect_model
     from sparkonnx.converters.metadata import labels_of, parity_of, preprocessing_of
     from sparkonnx.converters.options import ConversionOptions
+    from sparkonnx.converters.quantize import QuantizationResult, quantization_of, quantize
     from sparkonnx.converters.result import (
         ConversionResult,
         ModelSignature,
