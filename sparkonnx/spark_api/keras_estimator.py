@@ -163,6 +163,11 @@ class TrainingSummary:
     where: str  # "driver" or "executor"
     parity_max_abs_error: float | None
     parity: Any = field(default=None, repr=False)  # converters' ParityReport
+    keras_bytes: bytes = field(default=b"", repr=False)  # the trained model as a .keras file
+
+    def keras_model(self) -> Any:
+        """The trained Keras model (a fresh copy loaded from `keras_bytes`; needs TensorFlow)."""
+        return training.load_keras_bytes(self.keras_bytes, ".keras")
 
 
 @dataclass(frozen=True)
@@ -315,6 +320,7 @@ class _KerasEstimatorBase(
             where=where,
             parity_max_abs_error=parity.max_abs_error if parity else None,
             parity=parity,
+            keras_bytes=trained.keras_bytes,
         )
         logger.info(
             "trained model %d converted to ONNX: %s",
