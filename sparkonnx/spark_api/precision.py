@@ -195,8 +195,7 @@ def _build(
         seed=seed,
         max_rows=max(rows, 2),
     )
-    logger.info("%s", result.gate.summary())
-    built = result.model
+    built = result.model  # quantize() has logged the gate's figures
     _save_atomically(built.model_bytes, target)
     logger.info("cached the %s model of %s at %s", precision, model.sha256[:12], target)
     return built

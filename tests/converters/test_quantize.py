@@ -367,12 +367,13 @@ def _identity_1d() -> onnx.ModelProto:
 def test_resnet50_weights_none_int8_passes_gate(tmp_path: Path) -> None:
     """keras ResNet50(weights=None), seeded, converted by us; features + probabilities gated."""
     from benchmarks.bench_precision import photo_crops, resnet50_two_outputs
-
     from sparkonnx.converters import from_keras
 
     keras_model = resnet50_two_outputs(seed=0)
     x = photo_crops(64, seed=0)
-    converted = from_keras(keras_model, sample_input=x[:2])
+    converted = from_keras(
+        keras_model, sample_input=x[:2], output_names=["features", "probabilities"]
+    )
     result = quantize(converted, x, holdout=16)
     by_name = {o.name: o for o in result.gate.outputs}
     assert result.gate.passed
