@@ -71,6 +71,7 @@ def main() -> None:
         SparkSession.builder.master("local[2]")
         .appName("sparkonnx-sql-udf")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")

@@ -26,6 +26,7 @@ def main() -> None:
         SparkSession.builder.master("local[2]")
         .appName("sparkonnx-tensors-keras")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")

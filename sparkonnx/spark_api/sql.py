@@ -70,8 +70,10 @@ def _resolve_model(model: Any) -> OnnxModel:
 
     if isinstance(model, TFInputGraph):
         return model.model
-    if isinstance(model, OnnxModel | bytes | bytearray | memoryview):
-        return OnnxModel.load(model)
+    if isinstance(model, OnnxModel):
+        return model
+    if isinstance(model, bytes | bytearray | memoryview):
+        return OnnxModel.from_bytes(bytes(model))
     if type(model).__module__.startswith("onnx") and type(model).__name__ == "ModelProto":
         return OnnxModel.load(model)
     if isinstance(model, str | os.PathLike) and str(model).lower().endswith(".onnx"):
@@ -229,7 +231,14 @@ def _pandas_udf(spec: UdfSpec, return_type: DataType) -> Any:
 def _active_session() -> Any:
     from pyspark.sql import SparkSession
 
-    session = SparkSession.getActiveSession()
+    session: Any = SparkSession.getActiveSession()
+    if session is None:
+        try:
+            from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+            session = ConnectSession.getActiveSession()
+        except ImportError:  # pragma: no cover - the connect extra is not installed
+            session = None
     if session is None:
         raise RuntimeError(
             "no active SparkSession: create one first, or pass spark=... to registerKerasImageUDF"

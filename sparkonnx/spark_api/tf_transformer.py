@@ -38,7 +38,7 @@ class TFTransformer(ONNXTransformer):
         outputFormat: str = "array",
         allowCast: bool = True,
     ) -> None:
-        kwargs = dict(self._input_kwargs)
+        kwargs = dict(self._input_kwargs)  # type: ignore[attr-defined]
         graph = kwargs.pop("tfInputGraph", None)
         super().__init__()
         self._graph: TFInputGraph | None = None
@@ -83,6 +83,7 @@ class TFTransformer(ONNXTransformer):
 
     def copy(self, extra: Any = None) -> TFTransformer:
         that = super().copy(extra)
+        assert isinstance(that, TFTransformer)
         that._graph = self._graph
         return that
 
