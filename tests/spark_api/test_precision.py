@@ -97,7 +97,12 @@ def test_user_calibration_path_calibrates_and_dataframe_rows_gate(
 ) -> None:
     good = workdir / "calib.npy"
     np.save(good, as_nchw(smooth_images(40, seed=7)))
-    stage = _stage(precision="int8", calibrationPath=str(good), calibrationRows=ROWS)
+    stage = _stage(
+        precision="int8",
+        calibrationPath=str(good),
+        calibrationRows=ROWS,
+        precisionTolerance={"top1": 0.95},  # 63/64: one near-tie row flips with this set
+    )
     stage.transform(images_df).count()
     record = quantization_of(OnnxModel.from_path(next(cache.glob("*.onnx"))))
     assert record is not None
