@@ -380,5 +380,11 @@ def test_resnet50_weights_none_int8_passes_gate(tmp_path: Path) -> None:
     assert by_name["features"].metric == "cosine" and by_name["features"].value >= 0.99
     assert by_name["probabilities"].metric == "top1" and by_name["probabilities"].value >= 0.99
     print(f"\nResNet50(weights=None, seed 0): {result.gate.summary()}")
-    print(f"fp32 top-1 margin median: {by_name['probabilities'].top1_margin_median:.3f}")
+    probs = by_name["probabilities"]
+    # random weights: fp32 puts (nearly) every image in one confident class, so top-1 agreement
+    # proves little; the gate reports that count, and the features' cosine is the real check
+    assert probs.top1_classes is not None and probs.top1_margin_median is not None
+    print(
+        f"fp32: {probs.top1_classes} class(es), top-1 margin median {probs.top1_margin_median:.3f}"
+    )
     assert quantization_of(result.proto)["gate"]["passed"]  # type: ignore[index]
