@@ -53,11 +53,14 @@ def image_model():
     )
 
 
-def keras_load_img(fpath):
-    from keras.utils import img_to_array, load_img
+def load_img(fpath):
+    """A preprocessor: file path -> RGB uint8 array of the model's size.
 
-    img = load_img(fpath, target_size=(SIZE, SIZE))
-    return img_to_array(img).astype(np.uint8)
+    sparkdl's README used keras.preprocessing's load_img / img_to_array, which work here too;
+    plain Pillow keeps TensorFlow off the executors.
+    """
+    with Image.open(fpath) as img:
+        return np.asarray(img.convert("RGB").resize((SIZE, SIZE), Image.NEAREST), np.uint8)
 
 
 def check(name: str, got: list, expected: np.ndarray, tolerance: float = 1e-5) -> None:
@@ -80,7 +83,7 @@ def main() -> None:
     sample_img_dir = sample_image_dir()
     files = sorted(sample_img_dir.glob("*.png"))
     model = image_model()
-    rgb = np.stack([keras_load_img(f) for f in files]).astype(np.float32)
+    rgb = np.stack([load_img(f) for f in files]).astype(np.float32)
     expected = model.predict(rgb, verbose=0)
 
     # 1. A Keras image model as a SQL function on an image column.
@@ -95,7 +98,7 @@ def main() -> None:
     check("registerKerasImageUDF", [r.predictions for r in result.collect()], expected)
 
     # 2. With a preprocessor (file path -> image array), as in Keras workflows.
-    registerKerasImageUDF("keras_udf_with_preprocessing", model, keras_load_img)
+    registerKerasImageUDF("keras_udf_with_preprocessing", model, load_img)
     rows = spark.sql(
         "SELECT keras_udf_with_preprocessing(image) AS from_image, "
         "keras_udf_with_preprocessing(path) AS from_path FROM sample_images ORDER BY path"
