@@ -18,7 +18,6 @@ import pyarrow as pa
 from pyspark import keyword_only
 from pyspark.ml.param import Param, Params
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
@@ -220,7 +219,7 @@ class KerasImageFileEstimator(
         probe = partial(probe_partition, self.getImageLoader(), column, self._spec(start))
         row = (
             dataset.select(column)
-            .where(F.col(column).isNotNull())
+            .where(dataset[column].isNotNull())
             .limit(1)
             .mapInPandas(probe, "shape array<long>, error string")
             .head()
@@ -235,8 +234,8 @@ class KerasImageFileEstimator(
         self, dataset: DataFrame, start: _StartModel, shape: tuple[int, ...]
     ) -> tuple[np.ndarray, np.ndarray]:
         column, label = self.getInputCol(), self.getLabelCol()
-        labels = training_data.label_array(dataset.schema[label].dataType, label)
-        rows = dataset.select(F.col(column), labels.cast("array<float>").alias(_LABELS))
+        labels = training_data.label_array(dataset, label)
+        rows = dataset.select(dataset[column], labels.cast("array<float>").alias(_LABELS))
         schema = T.StructType(
             [
                 T.StructField(_FEATURES, T.ArrayType(T.FloatType(), False)),

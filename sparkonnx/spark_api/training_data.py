@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from sparkonnx.engine.model import TensorSpec
 from sparkonnx.engine.tensors import column_to_tensor
+from sparkonnx.spark_api.shipping import is_connect
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +85,29 @@ def check_training_size(
     return total
 
 
-def label_array(dataType: T.DataType, column: str) -> Any:
-    """A Column of one-hot label arrays for `column`, or a TypeError naming what is allowed."""
-    if isinstance(dataType, T.UserDefinedType) and dataType.simpleString() == "vector":
-        from pyspark.ml.functions import vector_to_array
+def sql_functions(dataset: DataFrame) -> tuple[Any, Any]:
+    """(pyspark SQL functions module, vector_to_array) for the session `dataset` belongs to.
 
-        return vector_to_array(F.col(column))
+    `pyspark.sql.functions` picks classic or Connect from the process environment, which is
+    wrong when one process holds both kinds of session; the DataFrame knows which it is.
+    """
+    if is_connect(dataset.sparkSession):
+        from pyspark.ml.connect.functions import vector_to_array
+        from pyspark.sql.connect import functions
+    else:
+        from pyspark.ml.functions import vector_to_array
+        from pyspark.sql import functions
+    return functions, vector_to_array
+
+
+def label_array(dataset: DataFrame, column: str) -> Any:
+    """A Column of one-hot label arrays for `column`, or a TypeError naming what is allowed."""
+    dataType = dataset.schema[column].dataType
+    if isinstance(dataType, T.UserDefinedType) and dataType.simpleString() == "vector":
+        _, vector_to_array = sql_functions(dataset)
+        return vector_to_array(dataset[column])
     if isinstance(dataType, T.ArrayType) and isinstance(dataType.elementType, T.NumericType):
-        return F.col(column)
+        return dataset[column]
     raise TypeError(
         f"labelCol {column!r} has type {dataType.simpleString()}; expected one-hot labels as an "
         "array of numbers (e.g. array<float>) or a Spark ML vector, one value per model output"
@@ -106,11 +121,12 @@ def check_label_column(dataset: DataFrame, column: str, width: int) -> int:
             f"labelCol {column!r} is not in the DataFrame; its columns are: "
             f"{', '.join(dataset.columns)}"
         )
-    labels = label_array(dataset.schema[column].dataType, column)
+    labels = label_array(dataset, column)
+    F, _ = sql_functions(dataset)
     stats = dataset.select(
         F.count(F.lit(1)).alias("rows"),
-        F.sum(F.col(column).isNull().cast("long")).alias("null_rows"),
-        F.sum(F.coalesce(F.exists(labels, lambda v: v.isNull()), F.lit(False)).cast("long")).alias(
+        F.sum(dataset[column].isNull().cast("long")).alias("null_rows"),
+        F.sum((F.size(labels) != F.size(F.array_compact(labels))).cast("long")).alias(
             "null_values"
         ),
         F.min(F.size(labels)).alias("min_width"),
