@@ -47,6 +47,14 @@ _EXPORTS: dict[str, str] = {
     "KerasTransformer": "sparkonnx.spark_api.keras_transformer",
     "register_udf": "sparkonnx.spark_api.sql",
     "registerKerasImageUDF": "sparkonnx.spark_api.sql",
+    "KerasEstimator": "sparkonnx.spark_api.keras_estimator",
+    "KerasEstimatorModel": "sparkonnx.spark_api.keras_estimator",
+    "KerasImageFileEstimator": "sparkonnx.spark_api.keras_image_estimator",
+    "KerasImageFileModel": "sparkonnx.spark_api.keras_image_estimator",
+    "TrainingSummary": "sparkonnx.spark_api.keras_estimator",
+    "TrainingDataTooLargeError": "sparkonnx.spark_api.training_data",
+    "TrainingDependencyError": "sparkonnx.spark_api.training",
+    "KerasTrainingError": "sparkonnx.spark_api.training",
     "read_images": "sparkonnx.spark_api.images",
     "readImagesWithCustomFn": "sparkonnx.spark_api.images",
     "ImageSchema": "sparkonnx.spark_api.images",
@@ -102,8 +110,19 @@ if TYPE_CHECKING:  # pragma: no cover
         imageStructToPIL,
     )
     from sparkonnx.spark_api.images import ImageSchema, read_images, readImagesWithCustomFn
+    from sparkonnx.spark_api.keras_estimator import (
+        KerasEstimator,
+        KerasEstimatorModel,
+        TrainingSummary,
+    )
+    from sparkonnx.spark_api.keras_image_estimator import (
+        KerasImageFileEstimator,
+        KerasImageFileModel,
+    )
     from sparkonnx.spark_api.keras_transformer import KerasTransformer
     from sparkonnx.spark_api.onnx_transformer import ONNXTransformer
     from sparkonnx.spark_api.sql import register_udf, registerKerasImageUDF
     from sparkonnx.spark_api.tf_input_graph import TFInputGraph
     from sparkonnx.spark_api.tf_transformer import TFTransformer
+    from sparkonnx.spark_api.training import KerasTrainingError, TrainingDependencyError
+    from sparkonnx.spark_api.training_data import TrainingDataTooLargeError
