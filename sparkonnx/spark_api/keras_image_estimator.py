@@ -124,6 +124,16 @@ class KerasImageFileModel(KerasImageFileTransformer):
         that._summary = self._summary
         return that  # type: ignore[no-any-return]
 
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        loader = self.getImageLoader() if self.isDefined(self.imageLoader) else None
+        if isinstance(loader, str):
+            # A reloaded model names its loader 'module:function'; resolve it here so that a
+            # loader from the driver's script (__main__) travels by value to the executors.
+            return super(
+                KerasImageFileModel, self.copy({self.imageLoader: resolve_loader(loader)})
+            )._transform(dataset)
+        return super()._transform(dataset)
+
 
 class KerasImageFileEstimator(
     _KerasEstimatorBase, HasImageOutput, HasRuntimeOptions, HasOutputFormat

@@ -4,6 +4,7 @@ parity of the trained model, save / reload, label checks, the size limit, loader
 from __future__ import annotations
 
 import importlib.util
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -174,6 +175,28 @@ def test_cross_validator_model_saves_and_reloads(cv_model, df, workdir):
     assert isinstance(reloaded_est, KerasImageFileEstimator) and reloaded_est.uid == est.uid
     grid = [m[reloaded_est.kerasFitParams] for m in loaded.getEstimatorParamMaps()]
     assert grid == GRID and loaded.avgMetrics == cvm.avgMetrics
+
+
+def test_reloaded_model_with_a_loader_from_the_driver_script(cv_model, df, workdir, monkeypatch):
+    """A loader defined in the driver's __main__ is saved as '__main__:name'; executors cannot
+    import that, so the reloaded model resolves it on the driver and ships the function."""
+
+    def script_loader(uri: str) -> np.ndarray:
+        return np.asarray(Image.open(uri).convert("RGB"), np.float32)[np.newaxis] / 255.0
+
+    script_loader.__module__ = "__main__"
+    script_loader.__qualname__ = script_loader.__name__ = "sparkonnx_test_script_loader"
+    monkeypatch.setattr(
+        sys.modules["__main__"], script_loader.__name__, script_loader, raising=False
+    )
+    cvm, _ = cv_model
+    model = cvm.bestModel.copy({cvm.bestModel.imageLoader: script_loader})
+    model.save(str(workdir / "model"))
+    loaded = KerasImageFileModel.load(str(workdir / "model"))
+    assert loaded.getImageLoader() == "__main__:sparkonnx_test_script_loader"
+    after, before = predictions(loaded, df), predictions(cvm.bestModel, df)
+    for uri, value in before.items():
+        np.testing.assert_allclose(after[uri], value, atol=1e-7)
 
 
 def test_unsaveable_loader_is_named(start_model, workdir):
