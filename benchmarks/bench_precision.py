@@ -6,8 +6,8 @@ every path reads that column and writes its 2048-d avg-pool features to the `noo
 local[2] with one core per task. The network is `keras.applications.ResNet50(weights=None)`,
 seeded (no download), converted with sparkonnx's converters; int8 is calibrated by
 ONNXTransformer itself on a sample drawn from the DataFrame, then gated (cosine vs fp32). Keras
-runs with one TF thread per task, like ONNX Runtime here. Prints img/s, ratios, and the int8
-vs fp32 agreement over every row. Not a test: run it by hand.
+runs a tf.function of the model with one TF thread per task, like ONNX Runtime here. Prints
+img/s, ratios, and the int8 vs fp32 agreement over every row. Not a test: run it by hand.
 
     .venv/bin/python benchmarks/bench_precision.py [--rows 256] [--batch 16] [--seed 0]
 
@@ -96,10 +96,10 @@ def _keras_predict_fn(path: str) -> Callable[[], Callable[[np.ndarray], np.ndarr
         import keras
 
         model = keras.models.load_model(path)
+        infer = tf.function(lambda x: model(x, training=False))  # a graph, not eager op by op
 
         def predict(x: np.ndarray) -> np.ndarray:
-            batch = x.reshape(-1, SIZE, SIZE, 3)
-            return np.asarray(model(batch, training=False))
+            return np.asarray(infer(tf.constant(x.reshape(-1, SIZE, SIZE, 3))))
 
         return predict
 
