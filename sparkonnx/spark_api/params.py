@@ -247,7 +247,8 @@ class HasPrecision(Params):
     def getPrecisionTolerance(self) -> dict[str, float]:
         if not self.isDefined(self.precisionTolerance):
             return {}
-        return dict(self.getOrDefault(self.precisionTolerance))
+        value: dict[str, float] = self.getOrDefault(self.precisionTolerance)
+        return dict(value)
 
     def setPrecisionTolerance(self, value: dict[str, float]) -> Any:
         return self._set(precisionTolerance=value)
