@@ -1,0 +1,592 @@
+"""ImageTransformer (sparkdl's TFImageTransformer): an ONNX model applied to an image column.
+
+The image column holds Spark's image struct (from :func:`sparkonnx.read_images`,
+``spark.read.format("image")`` or ``readImagesWithCustomFn``). On the executors each Arrow batch
+of structs becomes one input tensor without per-row Python work when the images already have
+the model's size (otherwise Pillow resizes them one by one): resized, channels reordered (BGR
+structs to RGB unless told otherwise), laid out NHWC or NCHW, cast and scaled, see
+:mod:`sparkonnx.engine.image_preprocess`. The output is a vector (array or Spark ML vector) or,
+with ``outputMode='image'``, an image struct again.
+
+A row whose image is null or undecodable (mode -1) is kept: its output is null (with the reason
+in ``errorCol`` when set), or, with ``handleInvalid='error'``, the task fails naming the row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark import keyword_only
+from pyspark.ml import Transformer
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from sparkonnx.engine.image_preprocess import (
+    CHANNEL_ORDERS,
+    LAYOUTS,
+    RESAMPLES,
+    ImagePreprocessing,
+    images_from_tensor,
+    resolve_preprocessing,
+)
+from sparkonnx.engine.images import IMAGE_ARROW_TYPE, ImageDecodeError, batch_to_image_structs
+from sparkonnx.engine.model import OnnxModel, TensorSpec
+from sparkonnx.engine.providers import validate_device
+from sparkonnx.spark_api.executor import InferencePlan, OutputColumn, PreparedBatch, run_partition
+from sparkonnx.spark_api.images import IMAGE_STRUCT_TYPE, require_image_column
+from sparkonnx.spark_api.params import HasModelFile, HasOutputFormat, HasRuntimeOptions
+from sparkonnx.spark_api.persistence import OnnxStagePersistence
+from sparkonnx.spark_api.shipping import ModelRef, ship_model
+from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ImageTransformer", "TFImageTransformer"]
+
+ModelLike = OnnxModel | bytes | str | os.PathLike[str] | Any  # Any: onnx.ModelProto, result
+
+
+# --------------------------------------------------------------------------- executor side
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorOutput(OutputColumn):
+    """An output flattened to one array per row ([N, ...] -> [N, k])."""
+
+    def to_arrow(
+        self, tensor: np.ndarray, batch: pa.RecordBatch, rows: np.ndarray | None
+    ) -> pa.Array:
+        flat = tensor.reshape(tensor.shape[0], -1) if tensor.ndim != 2 else tensor
+        return super().to_arrow(flat, batch, rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageOutput(OutputColumn):
+    """An output turned back into image structs (BGR(A)), origins taken from `origin_column`
+    (an image struct column or a string column)."""
+
+    layout: str = "NHWC"
+    channel_order: str = "RGB"
+    origin_column: str | None = None
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return IMAGE_ARROW_TYPE
+
+    def to_arrow(
+        self, tensor: np.ndarray, batch: pa.RecordBatch, rows: np.ndarray | None
+    ) -> pa.Array:
+        images = images_from_tensor(tensor, self.layout, self.channel_order)
+        origins = None
+        if self.origin_column is not None:
+            source = batch.column(self.origin_column)
+            if pa.types.is_struct(source.type):
+                source = source.field("origin")
+            if rows is not None:
+                source = source.filter(pa.array(rows))
+            origins = source.cast(pa.string()).to_pylist()
+        return batch_to_image_structs(images, origins=origins)
+
+
+def errors_column(n: int, errors: dict[int, str]) -> pa.Array:
+    """A string column of ``n`` rows: the reason for the rows in ``errors``, null elsewhere."""
+    return pa.array([errors.get(i) for i in range(n)], pa.string())
+
+
+def fail_on_errors(column: str, errors: dict[int, str], origins: list[Any] | None) -> None:
+    """handleInvalid='error': raise for the first bad row, naming the column, row and origin."""
+    if not errors:
+        return
+    row = min(errors)
+    origin = origins[row] if origins is not None else None
+    where = f" ({origin})" if origin else ""
+    raise ImageDecodeError(
+        f"column {column!r}, row {row} of the batch{where}: {errors[row]}; "
+        f"{len(errors)} invalid row(s) in this batch. With handleInvalid='keep' (the default) "
+        "such rows get a null output instead"
+    )
+
+
+def prepare_images(
+    column: str,
+    input_name: str,
+    preprocessing: ImagePreprocessing,
+    strict: bool,
+    error_column: str | None,
+    batch: pa.RecordBatch,
+) -> PreparedBatch:
+    """The `InferencePlan.prepare` hook: an image struct column -> the model's input tensor."""
+    structs = batch.column(column)
+    try:
+        tensor, images = preprocessing.structs_to_tensor(structs)
+    except ValueError as exc:
+        message = str(exc)
+        if "different sizes" in message:  # the model takes any size: the user must pick one
+            message = message.split(";")[0] + (
+                " and the model takes any size; set inputSize=[height, width] to resize them"
+            )
+        raise ValueError(f"image column {column!r}: {message}") from exc
+    if strict and images.errors:
+        origins = None
+        if pa.types.is_struct(structs.type):
+            origins = structs.field("origin").to_pylist()
+        fail_on_errors(column, images.errors, origins)
+    extra: tuple[tuple[str, pa.Array], ...] = ()
+    if error_column is not None:
+        extra = ((error_column, errors_column(batch.num_rows, images.errors)),)
+    return PreparedBatch({input_name: tensor}, images.valid, extra)
+
+
+# --------------------------------------------------------------------------- Params
+
+
+def _choice(name: str, allowed: tuple[str, ...], upper: bool = False) -> Any:
+    def convert(value: Any) -> str:
+        text = TypeConverters.toString(value)
+        text = text.upper() if upper else text.lower()
+        if text not in allowed:
+            raise TypeError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+        return text
+
+    return convert
+
+
+def _to_size(value: Any) -> list[int]:
+    size = TypeConverters.toListInt(value)
+    if len(size) != 2 or min(size) <= 0:
+        raise TypeError(f"inputSize must be [height, width] with positive values; got {value!r}")
+    return size
+
+
+class HasImageOutput(Params):
+    """outputMode, handleInvalid and errorCol: shared by the image transformers."""
+
+    outputMode: Param[str] = Param(
+        Params._dummy(),
+        "outputMode",
+        "'vector' (default: the output flattened per row, an array or, with "
+        "outputFormat='vector', a Spark ML vector) or 'image' (an image struct)",
+        _choice("outputMode", ("vector", "image")),
+    )
+    handleInvalid: Param[str] = Param(
+        Params._dummy(),
+        "handleInvalid",
+        "rows whose image is null or unreadable: 'keep' (default: null output) or 'error' "
+        "(fail the task, naming the row)",
+        _choice("handleInvalid", ("keep", "error")),
+    )
+    errorCol: Param[str] = Param(
+        Params._dummy(),
+        "errorCol",
+        "optional column for the reason a row's output is null (null for good rows)",
+        TypeConverters.toString,
+    )
+
+    def getOutputMode(self) -> str:
+        return self.getOrDefault(self.outputMode)
+
+    def setOutputMode(self, value: str) -> Any:
+        return self._set(outputMode=value)
+
+    def getHandleInvalid(self) -> str:
+        return self.getOrDefault(self.handleInvalid)
+
+    def setHandleInvalid(self, value: str) -> Any:
+        return self._set(handleInvalid=value)
+
+    def getErrorCol(self) -> str | None:
+        return self.getOrDefault(self.errorCol) if self.isDefined(self.errorCol) else None
+
+    def setErrorCol(self, value: str) -> Any:
+        return self._set(errorCol=value)
+
+
+class HasImagePreprocessing(Params):
+    """How images become the model's input; unset Params come from the model's metadata."""
+
+    channelOrder: Param[str] = Param(
+        Params._dummy(),
+        "channelOrder",
+        "colour order the model takes: 'RGB' (default for 3 channels), 'BGR', 'RGBA', 'BGRA', "
+        "'L' (gray)",
+        _choice("channelOrder", tuple(CHANNEL_ORDERS), upper=True),
+    )
+    layout: Param[str] = Param(
+        Params._dummy(),
+        "layout",
+        "'NHWC' or 'NCHW' ('NHW' for rank-3 gray inputs); default: read from the input shape",
+        _choice("layout", LAYOUTS, upper=True),
+    )
+    inputSize: Param[list[int]] = Param(
+        Params._dummy(),
+        "inputSize",
+        "[height, width] images are resized to; default: the model's static size, or none",
+        _to_size,
+    )
+    scale: Param[float] = Param(
+        Params._dummy(), "scale", "pixel values are multiplied by this", TypeConverters.toFloat
+    )
+    mean: Param[list[float]] = Param(
+        Params._dummy(),
+        "mean",
+        "subtracted after scaling (one value, or one per channel in the model's order)",
+        TypeConverters.toListFloat,
+    )
+    std: Param[list[float]] = Param(
+        Params._dummy(),
+        "std",
+        "divides after the mean (one value, or one per channel in the model's order)",
+        TypeConverters.toListFloat,
+    )
+    resample: Param[str] = Param(
+        Params._dummy(),
+        "resample",
+        f"Pillow resampling filter for resizing: {', '.join(RESAMPLES)} (default bilinear)",
+        _choice("resample", RESAMPLES),
+    )
+
+    def getChannelOrder(self) -> str:
+        return self.getOrDefault(self.channelOrder)
+
+    def setChannelOrder(self, value: str) -> Any:
+        return self._set(channelOrder=value)
+
+    def getLayout(self) -> str:
+        return self.getOrDefault(self.layout)
+
+    def setLayout(self, value: str) -> Any:
+        return self._set(layout=value)
+
+    def getInputSize(self) -> list[int]:
+        return self.getOrDefault(self.inputSize)
+
+    def setInputSize(self, value: list[int]) -> Any:
+        return self._set(inputSize=value)
+
+    def getScale(self) -> float:
+        return self.getOrDefault(self.scale)
+
+    def setScale(self, value: float) -> Any:
+        return self._set(scale=value)
+
+    def getMean(self) -> list[float]:
+        return self.getOrDefault(self.mean)
+
+    def setMean(self, value: list[float]) -> Any:
+        return self._set(mean=value)
+
+    def getStd(self) -> list[float]:
+        return self.getOrDefault(self.std)
+
+    def setStd(self, value: list[float]) -> Any:
+        return self._set(std=value)
+
+    def getResample(self) -> str:
+        return self.getOrDefault(self.resample)
+
+    def setResample(self, value: str) -> Any:
+        return self._set(resample=value)
+
+    def preprocessingOverrides(self) -> dict[str, Any]:
+        """The preprocessing keys set as Params (they win over the model's metadata)."""
+        names = {
+            "channelOrder": "channel_order",
+            "layout": "layout",
+            "inputSize": "size",
+            "scale": "scale",
+            "mean": "mean",
+            "std": "std",
+            "resample": "resample",
+        }
+        return {key: self.getOrDefault(p) for p, key in names.items() if self.isSet(p)}
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+def resolve_model(model: ModelLike) -> OnnxModel:
+    """An OnnxModel from a path, bytes, an onnx.ModelProto, an OnnxModel or a conversion result
+    (anything with an OnnxModel ``.model``, e.g. ``sparkonnx.from_keras(...)``)."""
+    inner = getattr(model, "model", None)
+    if isinstance(inner, OnnxModel):
+        return inner
+    return OnnxModel.load(model)
+
+
+def pick(specs: tuple[TensorSpec, ...], name: str | None, kind: str, param: str) -> TensorSpec:
+    """The spec called ``name``, or the only one; errors list the names to choose from."""
+    if name is not None:
+        for spec in specs:
+            if name in (spec.name, f"{spec.name}:0") or spec.name == f"{name}:0":
+                return spec
+        raise ValueError(
+            f"the model has no {kind} named {name!r}; its {kind}s are "
+            f"{[s.describe() for s in specs]}"
+        )
+    if len(specs) != 1:
+        raise ValueError(
+            f"the model has {len(specs)} {kind}s {[s.describe() for s in specs]}; choose one "
+            f"with {param}='<name>'"
+        )
+    return specs[0]
+
+
+def output_column(
+    spec: TensorSpec,
+    column: str,
+    mode: str,
+    *,
+    layout: str,
+    channel_order: str,
+    origin_column: str | None,
+) -> tuple[OutputColumn, T.DataType]:
+    """The executor-side output description and the Spark type of its column."""
+    if spec.rank is None:
+        raise ValueError(
+            f"model output {spec.describe()} has an unknown rank; re-export it with shapes"
+        )
+    if mode == "image":
+        if spec.rank not in (3, 4) or spec.dtype.kind not in "fu" or spec.dtype.itemsize > 8:
+            raise ValueError(
+                f"outputMode='image' needs an image output (rank 3 or 4, uint8 / uint16 / float), "
+                f"but model output is {spec.describe()}; use outputMode='vector'"
+            )
+        if spec.dtype.kind == "u" and spec.dtype.name not in ("uint8", "uint16"):
+            raise ValueError(f"image outputs must be uint8, uint16 or float, got {spec.describe()}")
+        out = ImageOutput(
+            spec.name, column, spec.dtype.name, spec.rank, layout, channel_order, origin_column
+        )
+        return out, IMAGE_STRUCT_TYPE
+    dtype = spark_output_dtype(spec.dtype)
+    flat = TensorSpec(spec.name, dtype, ("N", None))
+    return VectorOutput(spec.name, column, dtype.name, 2), spark_type_for(flat)
+
+
+class ImageModelBase(
+    Transformer,
+    HasInputCol,
+    HasOutputCol,
+    HasModelFile,
+    HasImageOutput,
+    HasRuntimeOptions,
+    HasOutputFormat,
+    OnnxStagePersistence,
+):
+    """What the image transformers share: the model, output Params and running the plan."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._model: OnnxModel | None = None
+        self._setDefault(
+            batchSize=64,
+            device="auto",
+            outputFormat="array",
+            outputMode="vector",
+            handleInvalid="keep",
+        )
+
+    # -- the model -------------------------------------------------------------------------
+    def setModel(self, model: ModelLike) -> Any:
+        """Use this model (ONNX path, bytes, onnx.ModelProto, OnnxModel or conversion result)."""
+        self._model = resolve_model(model)
+        return self
+
+    def _load_model_file(self, path: str) -> OnnxModel:
+        return OnnxModel.from_path(path)
+
+    def getModel(self) -> OnnxModel:
+        """The resolved model: the one set with `model`, else the one read from `modelFile`."""
+        if self._model is None:
+            if not self.isDefined(self.modelFile):
+                raise ValueError(
+                    f"{type(self).__name__} has no model: pass modelFile='path' or model=..."
+                )
+            self._model = self._load_model_file(self.getModelFile())
+        return self._model
+
+    def setModelFile(self, value: str) -> Any:
+        self._model = None
+        return self._set(modelFile=value)
+
+    def _model_for_saving(self) -> OnnxModel | None:
+        return self.getModel()
+
+    def _set_loaded_model(self, model: OnnxModel) -> None:
+        self._model = model
+
+    def copy(self, extra: Any = None) -> Any:
+        that = super().copy(extra)
+        that._model = self._model
+        return that
+
+    # -- running ---------------------------------------------------------------------------
+    def _new_columns(self, schema: T.StructType, out_type: T.DataType) -> T.StructType:
+        fields = list(schema.fields)
+        new = [(self.getOutputCol(), out_type)]
+        if self.getErrorCol() is not None:
+            new.append((self.getErrorCol(), T.StringType()))
+        names = [n for n, _ in new]
+        for name in names:
+            if name in schema.fieldNames() or names.count(name) > 1:
+                raise ValueError(
+                    f"output column {name!r} already exists (columns: {schema.fieldNames()} and "
+                    f"{names}); choose another outputCol / errorCol or drop it first"
+                )
+        if self.getOutputFormat() == "vector" and self.getOutputMode() == "image":
+            raise ValueError("outputFormat='vector' applies to outputMode='vector' only")
+        return T.StructType(fields + [T.StructField(n, t, True) for n, t in new])
+
+    def _run(
+        self,
+        dataset: DataFrame,
+        model: OnnxModel,
+        plan: InferencePlan,
+        schema: T.StructType,
+    ) -> DataFrame:
+        plan = dataclasses.replace(plan, model=ship_model(dataset.sparkSession, model))
+        result = dataset.mapInArrow(partial(run_partition, plan), schema)
+        if self.getOutputMode() == "vector" and self.getOutputFormat() == "vector":
+            from pyspark.ml.functions import array_to_vector
+            from pyspark.sql import functions as F
+
+            col = F.col(self.getOutputCol())  # array_to_vector fails on nulls: keep them null
+            vector = F.when(col.isNull(), F.lit(None)).otherwise(array_to_vector(col))
+            result = result.withColumn(self.getOutputCol(), vector)
+        return result
+
+    def _plan_base(self, model: OnnxModel) -> InferencePlan:
+        return InferencePlan(
+            model=ModelRef(model.sha256),  # replaced by the shipped reference in _run
+            inputs=(),
+            outputs=(),
+            batch_size=self.getBatchSize(),
+            device=validate_device(self.getDevice(), self.getDeviceId()),
+            device_id=self.getDeviceId(),
+        )
+
+
+class ImageTransformer(ImageModelBase, HasImagePreprocessing):
+    """Applies an ONNX model (or one converted from TF / Keras) to an image-struct column.
+
+    - ``inputCol``: image structs (``read_images``, ``spark.read.format("image")``, ...).
+    - ``model`` / ``modelFile``: the model; ``inputTensor`` / ``outputTensor`` pick the image
+      input and the output when it has several.
+    - Preprocessing Params (``inputSize``, ``channelOrder``, ``layout``, ``scale``, ``mean``,
+      ``std``, ``resample``) win over the model's stored spec (metadata
+      ``sparkonnx.preprocessing``), which wins over its input shape; the dtype is the input's.
+    - ``outputMode`` 'vector' (each row's output flattened; ``outputFormat`` 'array' or 'vector')
+      or 'image' (an image struct, channels back in BGR order, origin kept).
+    - ``handleInvalid`` 'keep' (null output for null / undecodable images) or 'error';
+      ``errorCol`` adds the reason per row. Every input column and row is kept.
+    """
+
+    inputTensor: Param[str] = Param(
+        Params._dummy(), "inputTensor", "name of the model's image input", TypeConverters.toString
+    )
+    outputTensor: Param[str] = Param(
+        Params._dummy(), "outputTensor", "name of the model output to keep", TypeConverters.toString
+    )
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        inputCol: str | None = None,
+        outputCol: str | None = None,
+        model: ModelLike | None = None,
+        modelFile: str | None = None,
+        inputTensor: str | None = None,
+        outputTensor: str | None = None,
+        outputMode: str = "vector",
+        channelOrder: str | None = None,
+        layout: str | None = None,
+        inputSize: list[int] | None = None,
+        scale: float | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        resample: str | None = None,
+        handleInvalid: str = "keep",
+        errorCol: str | None = None,
+        batchSize: int = 64,
+        device: str = "auto",
+        deviceId: int | None = None,
+        outputFormat: str = "array",
+    ) -> None:
+        super().__init__()
+        kwargs = dict(self._input_kwargs)
+        model = kwargs.pop("model", None)
+        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+        if model is not None:
+            self.setModel(model)
+
+    def getInputTensor(self) -> str | None:
+        return self.getOrDefault(self.inputTensor) if self.isDefined(self.inputTensor) else None
+
+    def getOutputTensor(self) -> str | None:
+        return self.getOrDefault(self.outputTensor) if self.isDefined(self.outputTensor) else None
+
+    def setInputTensor(self, value: str) -> ImageTransformer:
+        return self._set(inputTensor=value)
+
+    def setOutputTensor(self, value: str) -> ImageTransformer:
+        return self._set(outputTensor=value)
+
+    def preprocessing(self) -> ImagePreprocessing:
+        """The preprocessing the model's image input gets (Params > metadata > input shape)."""
+        model = self.getModel()
+        spec = pick(model.inputs, self.getInputTensor(), "input", "inputTensor")
+        if len(model.inputs) > 1:
+            raise ValueError(
+                f"the model has {len(model.inputs)} inputs {[s.describe() for s in model.inputs]}"
+                "; ImageTransformer feeds one image input. Use ONNXTransformer for the others"
+            )
+        from sparkonnx.converters.metadata import preprocessing_of
+
+        try:
+            return resolve_preprocessing(
+                spec, preprocessing_of(model), self.preprocessingOverrides()
+            )
+        except ValueError as exc:
+            raise ValueError(f"ImageTransformer on column {self.getInputCol()!r}: {exc}") from exc
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        column = self.getInputCol()
+        require_image_column(dataset.schema, column)
+        model = self.getModel()
+        pre = self.preprocessing()
+        in_spec = pick(model.inputs, self.getInputTensor(), "input", "inputTensor")
+        out_spec = pick(model.outputs, self.getOutputTensor(), "output", "outputTensor")
+        out, out_type = output_column(
+            out_spec,
+            self.getOutputCol(),
+            self.getOutputMode(),
+            layout=pre.layout,
+            channel_order=pre.channel_order,
+            origin_column=column,
+        )
+        schema = self._new_columns(dataset.schema, out_type)
+        prepare = partial(
+            prepare_images,
+            column,
+            in_spec.name,
+            pre,
+            self.getHandleInvalid() == "error",
+            self.getErrorCol(),
+        )
+        plan = dataclasses.replace(
+            self._plan_base(model), inputs=((column, in_spec),), outputs=(out,), prepare=prepare
+        )
+        logger.info("ImageTransformer on %r: %s", column, pre)
+        return self._run(dataset, model, plan, schema)
+
+
+#: sparkdl's name for :class:`ImageTransformer`.
+TFImageTransformer = ImageTransformer
