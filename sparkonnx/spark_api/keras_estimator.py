@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pyspark import keyword_only
@@ -443,9 +443,9 @@ class KerasEstimatorModel(ONNXTransformer):
         return self._summary
 
     def copy(self, extra: Any = None) -> KerasEstimatorModel:
-        that = super().copy(extra)
+        that = cast(KerasEstimatorModel, super().copy(extra))
         that._summary = self._summary
-        return that  # type: ignore[return-value]
+        return that
 
 
 class KerasEstimator(_KerasEstimatorBase, HasRuntimeOptions, HasTensorOutputOptions):
@@ -510,7 +510,8 @@ class KerasEstimator(_KerasEstimatorBase, HasRuntimeOptions, HasTensorOutputOpti
             outputFormat=self.getOutputFormat(),
             allowCast=self.getAllowCast(),
         )
-        if self.getDeviceId() is not None:
-            fitted.setDeviceId(self.getDeviceId())
+        device_id = self.getDeviceId()
+        if device_id is not None:
+            fitted.setDeviceId(device_id)
         fitted._summary = summary
         return fitted

@@ -120,9 +120,9 @@ class KerasImageFileModel(KerasImageFileTransformer):
         return self._summary
 
     def copy(self, extra: Any = None) -> KerasImageFileModel:
-        that = super().copy(extra)
+        that: KerasImageFileModel = super().copy(extra)
         that._summary = self._summary
-        return that  # type: ignore[no-any-return]
+        return that
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         loader = self.getImageLoader() if self.isDefined(self.imageLoader) else None
@@ -270,9 +270,10 @@ class KerasImageFileEstimator(
             device=self.getDevice(),
             outputFormat=self.getOutputFormat(),
         )
-        if self.getErrorCol() is not None:
-            fitted.setErrorCol(self.getErrorCol())
-        if self.getDeviceId() is not None:
-            fitted.setDeviceId(self.getDeviceId())
+        error_col, device_id = self.getErrorCol(), self.getDeviceId()
+        if error_col is not None:
+            fitted.setErrorCol(error_col)
+        if device_id is not None:
+            fitted.setDeviceId(device_id)
         fitted._summary = summary
         return fitted

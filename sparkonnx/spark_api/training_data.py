@@ -92,12 +92,14 @@ def sql_functions(dataset: DataFrame) -> tuple[Any, Any]:
     wrong when one process holds both kinds of session; the DataFrame knows which it is.
     """
     if is_connect(dataset.sparkSession):
-        from pyspark.ml.connect.functions import vector_to_array
-        from pyspark.sql.connect import functions
-    else:
-        from pyspark.ml.functions import vector_to_array
-        from pyspark.sql import functions
-    return functions, vector_to_array
+        from pyspark.ml.connect import functions as ml_connect
+        from pyspark.sql.connect import functions as sql_connect
+
+        return sql_connect, ml_connect.vector_to_array
+    from pyspark.ml import functions as ml_classic
+    from pyspark.sql import functions as sql_classic
+
+    return sql_classic, ml_classic.vector_to_array
 
 
 def label_array(dataset: DataFrame, column: str) -> Any:

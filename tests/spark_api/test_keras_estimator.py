@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.linalg import Vectors, VectorUDT
+from pyspark.ml.tuning import ParamGridBuilder, TrainValidationSplit
 from pyspark.sql import types as T
 
 from sparkonnx.spark_api import training, training_data
@@ -51,13 +53,17 @@ def data(spark):
     x = rng.normal(size=(N_ROWS, WIDTH)).astype(np.float32)
     label = (x[:, 0] + x[:, 1] > 0).astype(int)
     rows = [
-        (i, x[i].tolist(), np.eye(2)[label[i]].tolist(), Vectors.dense(np.eye(2)[label[i]]))
+        (
+            i,
+            x[i].tolist(),
+            np.eye(2)[label[i]].tolist(),
+            float(label[i]),
+            Vectors.dense(np.eye(2)[label[i]]),
+        )
         for i in range(N_ROWS)
     ]
-    df = spark.createDataFrame(
-        rows,
-        schema("id long, features array<float>, one_hot array<double>", one_hot_vec=VectorUDT()),
-    )
+    ddl = "id long, features array<float>, one_hot array<double>, label double"
+    df = spark.createDataFrame(rows, schema(ddl, one_hot_vec=VectorUDT()))
     return df, x
 
 
@@ -146,6 +152,31 @@ def test_fit_multiple_trains_each_map_on_executors_gathering_once(
         _, x = data
         expected = model.trainingSummary.keras_model().predict(x, verbose=0)
         np.testing.assert_allclose(predictions(model, df), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_train_validation_split_tunes_on_executors(data, start_model):
+    df, _ = data
+    est = estimator(start_model, outputFormat="vector")
+    grid = (
+        ParamGridBuilder()
+        .addGrid(est.kerasFitParams, [{"epochs": 1}, {"epochs": 12, "batch_size": 4}])
+        .build()
+    )
+    evaluator = BinaryClassificationEvaluator(rawPredictionCol="pred", labelCol="label")
+    tvs = TrainValidationSplit(
+        estimator=est,
+        estimatorParamMaps=grid,
+        evaluator=evaluator,
+        trainRatio=0.75,
+        seed=1,
+        collectSubModels=True,
+    )
+    model = tvs.fit(df)
+    assert {m.trainingSummary.where for m in model.subModels} == {"executor"}
+    best = int(np.argmax(model.validationMetrics))
+    assert model.validationMetrics[1] > model.validationMetrics[0]
+    assert model.bestModel.trainingSummary.settings.fit_params == grid[best][est.kerasFitParams]
+    assert model.bestModel.transform(df).select("pred").head().pred.size == 2
 
 
 def test_fit_multiple_refuses_maps_that_change_the_data(data, start_model):
