@@ -47,6 +47,9 @@ _EXPORTS: dict[str, str] = {
     "KerasTransformer": "sparkonnx.spark_api.keras_transformer",
     "register_udf": "sparkonnx.spark_api.sql",
     "registerKerasImageUDF": "sparkonnx.spark_api.sql",
+    "ImageTransformer": "sparkonnx.spark_api.image_transformer",
+    "TFImageTransformer": "sparkonnx.spark_api.image_transformer",
+    "KerasImageFileTransformer": "sparkonnx.spark_api.keras_image_transformer",
     "KerasEstimator": "sparkonnx.spark_api.keras_estimator",
     "KerasEstimatorModel": "sparkonnx.spark_api.keras_estimator",
     "KerasImageFileEstimator": "sparkonnx.spark_api.keras_image_estimator",
@@ -104,6 +107,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec
     from sparkonnx.engine.providers import DeviceError
     from sparkonnx.engine.tensors import TensorConversionError
+    from sparkonnx.spark_api.image_transformer import ImageTransformer, TFImageTransformer
     from sparkonnx.spark_api.image_utils import (
         imageArrayToStruct,
         imageStructToArray,
@@ -119,6 +123,7 @@ if TYPE_CHECKING:  # pragma: no cover
         KerasImageFileEstimator,
         KerasImageFileModel,
     )
+    from sparkonnx.spark_api.keras_image_transformer import KerasImageFileTransformer
     from sparkonnx.spark_api.keras_transformer import KerasTransformer
     from sparkonnx.spark_api.onnx_transformer import ONNXTransformer
     from sparkonnx.spark_api.sql import register_udf, registerKerasImageUDF

@@ -393,6 +393,12 @@ class ImageModelBase(
             handleInvalid="keep",
         )
 
+    def setInputCol(self, value: str) -> Any:
+        return self._set(inputCol=value)
+
+    def setOutputCol(self, value: str) -> Any:
+        return self._set(outputCol=value)
+
     # -- the model -------------------------------------------------------------------------
     def setModel(self, model: ModelLike) -> Any:
         """Use this model (ONNX path, bytes, onnx.ModelProto, OnnxModel or conversion result)."""

@@ -1,0 +1,272 @@
+"""KerasImageFileTransformer: a Keras model file applied to a column of image URIs.
+
+As sparkdl's: the user's ``imageLoader(uri) -> np.ndarray`` reads and preprocesses each image
+on the executors, and the model runs on the stacked arrays. The Keras file is converted to ONNX
+once, on the driver (TensorFlow is needed there only); executors run ONNX Runtime and never
+import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark import keyword_only
+from pyspark.ml.param import Param, Params
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from sparkonnx.engine.model import OnnxModel, TensorSpec
+from sparkonnx.spark_api.executor import PreparedBatch
+from sparkonnx.spark_api.image_transformer import (
+    ImageModelBase,
+    errors_column,
+    fail_on_errors,
+    output_column,
+    pick,
+)
+from sparkonnx.spark_api.persistence import OnnxStageWriter
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["KerasImageFileTransformer"]
+
+ImageLoader = Callable[[str], np.ndarray]
+
+
+def _to_loader(value: Any) -> ImageLoader | str:
+    if callable(value):
+        return value
+    if isinstance(value, str) and ":" in value:
+        return value
+    raise TypeError(
+        "imageLoader must be a function uri -> numpy array, or its import path "
+        f"'package.module:function'; got {value!r}"
+    )
+
+
+def loader_path(loader: ImageLoader | str) -> str:
+    """The 'module:qualname' import path of ``loader``; ValueError if it cannot be imported."""
+    if isinstance(loader, str):
+        return loader
+    module = getattr(loader, "__module__", None)
+    qualname = getattr(loader, "__qualname__", "")
+    if module and "<" not in qualname:
+        try:
+            if resolve_loader(f"{module}:{qualname}") is loader:
+                if module == "__main__":
+                    logger.warning(
+                        "imageLoader %s is defined in __main__: loading this stage needs a "
+                        "script defining it too",
+                        qualname,
+                    )
+                return f"{module}:{qualname}"
+        except (ImportError, AttributeError):
+            pass
+    raise ValueError(
+        f"cannot save imageLoader {loader!r}: only functions importable by name (defined at the "
+        "top level of a module, not lambdas or nested functions) can be saved. Move it into a "
+        "module, or pass its import path, e.g. imageLoader='mypackage.loaders:load_image'"
+    )
+
+
+def resolve_loader(loader: ImageLoader | str) -> ImageLoader:
+    """The loader function itself (imported when given as 'module:qualname')."""
+    if not isinstance(loader, str):
+        return loader
+    module_name, _, qualname = loader.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj  # type: ignore[no-any-return]
+
+
+def _one_image(arr: Any, spec: TensorSpec) -> np.ndarray:
+    """A loader's result as one image of the model input's shape (a leading 1-axis dropped)."""
+    if arr is None:
+        raise ValueError("imageLoader returned None")
+    arr = np.asarray(arr)
+    assert spec.shape is not None
+    rank = len(spec.shape)
+    if arr.ndim == rank and arr.shape[0] == 1:
+        arr = arr[0]
+    inner = spec.shape[1:]
+    fits = arr.ndim == rank - 1 and all(
+        not isinstance(d, int) or d == s for d, s in zip(inner, arr.shape)
+    )
+    if not fits:
+        want = ", ".join(str(d) if isinstance(d, int) else "?" for d in inner)
+        raise ValueError(
+            f"imageLoader returned an array of shape {arr.shape}; model input {spec.name!r} "
+            f"takes ({want}) per image, or (1, {want}) with a batch axis"
+        )
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"imageLoader returned a {arr.dtype} array; expected numbers")
+    return arr
+
+
+def prepare_uris(
+    column: str,
+    spec: TensorSpec,
+    loader: ImageLoader | str,
+    strict: bool,
+    error_column: str | None,
+    batch: pa.RecordBatch,
+) -> PreparedBatch:
+    """The `InferencePlan.prepare` hook: URIs -> ``imageLoader`` per row -> one input tensor."""
+    load = resolve_loader(loader)
+    uris = batch.column(column).to_pylist()
+    images: list[np.ndarray] = []
+    rows = np.zeros(len(uris), bool)
+    errors: dict[int, str] = {}
+    for i, uri in enumerate(uris):
+        if uri is None:
+            errors[i] = "null URI"
+            continue
+        try:
+            images.append(_one_image(load(uri), spec))
+        except Exception as exc:  # the user's loader may raise anything
+            errors[i] = f"{type(exc).__name__}: {exc}"
+            continue
+        rows[i] = True
+    if strict:
+        fail_on_errors(column, errors, uris)
+    shapes = {img.shape for img in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"imageLoader returned arrays of different shapes {sorted(shapes)} for column "
+            f"{column!r}; a batch needs one shape: resize in the loader"
+        )
+    if images:
+        tensor = np.stack(images).astype(spec.dtype, copy=False)
+    else:
+        inner = [d if isinstance(d, int) else 0 for d in (spec.shape or ())[1:]]
+        tensor = np.zeros((0, *inner), spec.dtype)
+    extra: tuple[tuple[str, pa.Array], ...] = ()
+    if error_column is not None:
+        extra = ((error_column, errors_column(len(uris), errors)),)
+    return PreparedBatch({spec.name: tensor}, rows, extra)
+
+
+class KerasImageFileTransformer(ImageModelBase):
+    """Applies a Keras model file to a column of image URIs, loading images with your function.
+
+    - ``inputCol``: image URIs (strings) that ``imageLoader`` can read on the executors.
+    - ``modelFile``: a Keras ``.keras`` / ``.h5`` file (converted to ONNX once, on the driver)
+      or an ``.onnx`` file; or ``model=`` an already converted model.
+    - ``imageLoader(uri) -> np.ndarray``: runs on the executors; returns one image in the
+      model's input shape, with or without a leading batch axis of 1 (e.g. (299, 299, 3) or
+      (1, 299, 299, 3)), already preprocessed (values are cast to the model's input dtype).
+      It is pickled with the task: a function defined at a module's top level travels by
+      reference (its module must be importable on the executors, including a Spark Connect
+      server's), a nested one by value. To save the stage, define it at a module's top level.
+    - ``outputMode`` 'vector' (flattened output; ``outputFormat`` 'array' or 'vector') or 'image'
+      (an NHWC output with RGB channels as an image struct, BGR, with the URI as origin).
+    - A row whose URI is null or whose loader call fails gets a null output (reason in
+      ``errorCol`` when set), or fails the task with ``handleInvalid='error'``.
+    """
+
+    imageLoader: Param[Any] = Param(
+        Params._dummy(),
+        "imageLoader",
+        "function uri -> numpy array run on the executors (or its 'module:function' path)",
+        _to_loader,
+    )
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        inputCol: str | None = None,
+        outputCol: str | None = None,
+        modelFile: str | None = None,
+        model: Any = None,
+        imageLoader: ImageLoader | str | None = None,
+        outputMode: str = "vector",
+        handleInvalid: str = "keep",
+        errorCol: str | None = None,
+        batchSize: int = 64,
+        device: str = "auto",
+        deviceId: int | None = None,
+        outputFormat: str = "array",
+    ) -> None:
+        super().__init__()
+        kwargs = dict(self._input_kwargs)
+        model = kwargs.pop("model", None)
+        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+        if model is not None:
+            self.setModel(model)
+
+    def getImageLoader(self) -> ImageLoader | str:
+        return self.getOrDefault(self.imageLoader)
+
+    def setImageLoader(self, value: ImageLoader | str) -> KerasImageFileTransformer:
+        return self._set(imageLoader=value)
+
+    def _load_model_file(self, path: str) -> OnnxModel:
+        if Path(path).suffix == ".onnx":
+            return OnnxModel.from_path(path)
+        from sparkonnx.converters import from_keras
+
+        logger.info("converting Keras model %s to ONNX on the driver", path)
+        result = from_keras(path)
+        return result.model
+
+    def write(self) -> OnnxStageWriter:
+        """A writer saving the converted ONNX model and the loader's import path."""
+        that = self.copy()
+        if self.isDefined(self.imageLoader):
+            that._set(imageLoader=loader_path(self.getImageLoader()))
+        return OnnxStageWriter(that)
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        column = self.getInputCol()
+        if column not in dataset.columns:
+            raise ValueError(
+                f"URI column {column!r} not found; the DataFrame has columns {dataset.columns}"
+            )
+        found = dataset.schema[column].dataType
+        if not isinstance(found, T.StringType):
+            raise ValueError(
+                f"column {column!r} must hold image URIs (string), found {found.simpleString()}"
+            )
+        if not self.isDefined(self.imageLoader):
+            raise ValueError(
+                "KerasImageFileTransformer needs imageLoader=<function uri -> numpy array>"
+            )
+        model = self.getModel()
+        in_spec = pick(model.inputs, None, "input", "a single-input model")
+        if in_spec.rank is None or in_spec.rank < 2:
+            raise ValueError(
+                f"model input {in_spec.describe()} has no per-image shape; expected e.g. "
+                "[N, height, width, channels]"
+            )
+        out_spec = pick(model.outputs, None, "output", "a single-output model")
+        out, out_type = output_column(
+            out_spec,
+            self.getOutputCol(),
+            self.getOutputMode(),
+            layout="NHWC",
+            channel_order="RGB",
+            origin_column=column,
+        )
+        schema = self._new_columns(dataset.schema, out_type)
+        prepare = partial(
+            prepare_uris,
+            column,
+            in_spec,
+            self.getImageLoader(),
+            self.getHandleInvalid() == "error",
+            self.getErrorCol(),
+        )
+        plan = dataclasses.replace(
+            self._plan_base(model), inputs=((column, in_spec),), outputs=(out,), prepare=prepare
+        )
+        return self._run(dataset, model, plan, schema)
