@@ -437,8 +437,9 @@ class ImageModelBase(
     def _new_columns(self, schema: T.StructType, out_type: T.DataType) -> T.StructType:
         fields = list(schema.fields)
         new = [(self.getOutputCol(), out_type)]
-        if self.getErrorCol() is not None:
-            new.append((self.getErrorCol(), T.StringType()))
+        error_col = self.getErrorCol()
+        if error_col is not None:
+            new.append((error_col, T.StringType()))
         names = [n for n, _ in new]
         for name in names:
             if name in schema.fieldNames() or names.count(name) > 1:
@@ -527,7 +528,7 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing):
         outputFormat: str = "array",
     ) -> None:
         super().__init__()
-        kwargs = dict(self._input_kwargs)
+        kwargs = dict(self._input_kwargs)  # type: ignore[attr-defined]
         model = kwargs.pop("model", None)
         self._set(**{k: v for k, v in kwargs.items() if v is not None})
         if model is not None:

@@ -85,7 +85,7 @@ def resolve_loader(loader: ImageLoader | str) -> ImageLoader:
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def _one_image(arr: Any, spec: TensorSpec) -> np.ndarray:
@@ -198,7 +198,7 @@ class KerasImageFileTransformer(ImageModelBase):
         outputFormat: str = "array",
     ) -> None:
         super().__init__()
-        kwargs = dict(self._input_kwargs)
+        kwargs = dict(self._input_kwargs)  # type: ignore[attr-defined]
         model = kwargs.pop("model", None)
         self._set(**{k: v for k, v in kwargs.items() if v is not None})
         if model is not None:
