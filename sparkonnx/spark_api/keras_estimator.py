@@ -456,6 +456,8 @@ class KerasEstimator(_KerasEstimatorBase, HasRuntimeOptions, HasTensorOutputOpti
     `KerasEstimatorModel` runs the trained network with ONNX Runtime.
     """
 
+    _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
+
     @keyword_only
     def __init__(
         self,

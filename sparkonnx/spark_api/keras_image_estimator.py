@@ -152,6 +152,8 @@ class KerasImageFileEstimator(
     TensorFlow on the executors. The data is gathered once and must fit one worker's memory.
     """
 
+    _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
+
     imageLoader: Param[Any] = Param(
         Params._dummy(),
         "imageLoader",

@@ -47,7 +47,7 @@ class KerasTransformer(ONNXTransformer):
         outputFormat: str = "array",
         allowCast: bool = True,
     ) -> None:
-        kwargs = dict(self._input_kwargs)  # type: ignore[attr-defined]
+        kwargs = dict(self._input_kwargs)
         super().__init__()
         self._setDefault(allowCast=True)
         self._set(**{k: v for k, v in kwargs.items() if v is not None})

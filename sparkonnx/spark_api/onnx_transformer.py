@@ -53,6 +53,8 @@ class ONNXTransformer(
     'fp16' runs a gated lower-precision copy of the model (see `sparkonnx.spark_api.precision`).
     """
 
+    _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
+
     @keyword_only
     def __init__(
         self,
@@ -216,5 +218,5 @@ class ONNXTransformer(
             from pyspark.ml.functions import array_to_vector
 
             for out in plan.outputs:
-                result = result.withColumn(out.column, array_to_vector(out.column))
+                result = result.withColumn(out.column, array_to_vector(result[out.column]))
         return result

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
+from pyspark.ml.param import Params
 from pyspark.ml.util import (
     DefaultParamsReader,
     DefaultParamsWriter,
@@ -41,7 +42,9 @@ class OnnxStageWriter(MLWriter):
         mode = "overwrite" if self.shouldOverwrite else "error"
         model = self.instance._model_for_saving()
         extra = {"modelSha256": model.sha256 if model else None}
-        metadata = DefaultParamsWriter._get_metadata_to_save(self.instance, spark, extra)
+        metadata = DefaultParamsWriter._get_metadata_to_save(
+            cast(Params, self.instance), spark, extra
+        )
         spark.createDataFrame([(metadata,)], schema=["value"]).coalesce(1).write.mode(mode).text(
             os.path.join(path, "metadata")
         )
@@ -63,11 +66,13 @@ class OnnxStageReader(MLReader, Generic[RW]):
         expected = f"{self.cls.__module__}.{self.cls.__name__}"
         metadata = DefaultParamsReader.loadMetadata(path, spark, expected)
         instance = self.cls()
-        instance._resetUid(metadata["uid"])
+        cast(Params, instance)._resetUid(metadata["uid"])
         DefaultParamsReader.getAndSetParams(instance, metadata)
         sha = metadata.get("modelSha256")
         if sha:
             row = spark.read.parquet(os.path.join(path, "model")).head()
+            if row is None:
+                raise ValueError(f"no ONNX model stored under {path}/model")
             data = bytes(row["model"])
             if hashlib.sha256(data).hexdigest() != sha:
                 raise ValueError(

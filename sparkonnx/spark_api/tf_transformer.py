@@ -38,7 +38,7 @@ class TFTransformer(ONNXTransformer):
         outputFormat: str = "array",
         allowCast: bool = True,
     ) -> None:
-        kwargs = dict(self._input_kwargs)  # type: ignore[attr-defined]
+        kwargs = dict(self._input_kwargs)
         graph = kwargs.pop("tfInputGraph", None)
         super().__init__()
         self._graph: TFInputGraph | None = None
