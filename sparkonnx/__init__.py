@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "CalibrationSet": "sparkonnx.converters.calibration",
     # spark_api
     "ONNXTransformer": "sparkonnx.spark_api.onnx_transformer",
+    "DeepImageFeaturizer": "sparkonnx.spark_api.zoo_transformers",
+    "DeepImagePredictor": "sparkonnx.spark_api.zoo_transformers",
     "TFInputGraph": "sparkonnx.spark_api.tf_input_graph",
     "TFTransformer": "sparkonnx.spark_api.tf_transformer",
     "KerasTransformer": "sparkonnx.spark_api.keras_transformer",
@@ -131,3 +133,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.spark_api.tf_transformer import TFTransformer
     from sparkonnx.spark_api.training import KerasTrainingError, TrainingDependencyError
     from sparkonnx.spark_api.training_data import TrainingDataTooLargeError
+    from sparkonnx.spark_api.zoo_transformers import DeepImageFeaturizer, DeepImagePredictor

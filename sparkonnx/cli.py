@@ -330,8 +330,19 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- dispatcher
 
+
 # One function per subcommand; `zoo` and `doctor` add theirs here.
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_convert_parser, _add_inspect_parser]
+def _add_zoo_parser(subparsers: Any) -> None:
+    from sparkonnx.model_zoo.cli import add_zoo_parser
+
+    add_zoo_parser(subparsers)
+
+
+SUBCOMMANDS: list[Callable[[Any], None]] = [
+    _add_convert_parser,
+    _add_inspect_parser,
+    _add_zoo_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,10 +33,16 @@ def _numpy2_compat() -> Iterator[None]:
 def _tf2onnx_catch_errors(catch: bool) -> Iterator[None]:
     """tf2onnx deep-copies the whole graph (weights included) before each of its optimizers
     so that it can roll back on an error: ResNet50 then peaks near 8 GB and spends 20 s there.
-    Its TF2ONNX_CATCH_ERRORS switch turns that off; set it only for the call."""
+    Its TF2ONNX_CATCH_ERRORS switch turns that off; set it only for the call.
+
+    tf2onnx 1.17 compares the variable's *name* with "TRUE", so any value set means "do not
+    catch": catching (the default for non-large models) needs the variable unset."""
     key = "TF2ONNX_CATCH_ERRORS"
     previous = os.environ.get(key)
-    os.environ[key] = "TRUE" if catch else "FALSE"
+    if catch:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = "FALSE"
     try:
         yield
     finally:

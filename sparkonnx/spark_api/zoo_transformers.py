@@ -1,0 +1,192 @@
+"""DeepImageFeaturizer and DeepImagePredictor: named zoo models on an image column in one line.
+
+The model is built (or read from the disk cache) on the driver by `sparkonnx.model_zoo` and run
+by `ImageTransformer`; its graph already holds the resize, BGR -> RGB and the model's own
+normalisation. Saved stages hold only their Params: the weights are rebuilt from the cache
+(`$SPARKONNX_CACHE/zoo`) or from Keras' weights on the machine that loads them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark import keyword_only
+from pyspark.ml import Transformer
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasInputCol, HasOutputCol
+from pyspark.sql import DataFrame
+
+from sparkonnx.engine.model import OnnxModel
+from sparkonnx.model_zoo.registry import MODELS, get_model
+from sparkonnx.spark_api.image_transformer import ImageTransformer
+from sparkonnx.spark_api.params import HasOutputFormat, HasRuntimeOptions
+from sparkonnx.spark_api.persistence import OnnxStagePersistence
+from sparkonnx.spark_api.training_data import sql_functions
+
+
+def _to_model_name(value: Any) -> str:
+    return get_model(TypeConverters.toString(value)).name
+
+
+class _ZooStage(
+    Transformer, HasInputCol, HasOutputCol, HasRuntimeOptions, HasOutputFormat, OnnxStagePersistence
+):
+    """Params and model resolution shared by the two zoo transformers."""
+
+    modelName: Param[str] = Param(
+        Params._dummy(), "modelName", f"one of {', '.join(MODELS)}", _to_model_name
+    )
+    weights: Param[str] = Param(
+        Params._dummy(),
+        "weights",
+        "'imagenet' (Keras' cache), 'none' (random, seeded) or a Keras weights file path",
+        TypeConverters.toString,
+    )
+    seed: Param[int] = Param(
+        Params._dummy(), "seed", "seed of the random weights (weights='none')", TypeConverters.toInt
+    )
+
+    _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
+    _output_tensor = "features"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(weights="imagenet", seed=0, batchSize=32, device="auto")
+
+    def _set_params(self) -> None:
+        kwargs = dict(self._input_kwargs)
+        if "weights" in kwargs:  # None means random weights, not "unset"
+            kwargs["weights"] = "none" if kwargs["weights"] is None else str(kwargs["weights"])
+        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+
+    def getModelName(self) -> str:
+        return self.getOrDefault(self.modelName)
+
+    def getWeights(self) -> str:
+        return self.getOrDefault(self.weights)
+
+    def getModel(self) -> OnnxModel:
+        """The built ONNX graph (from the disk cache when it is there)."""
+        from sparkonnx.model_zoo.build import build_model
+
+        if not self.isDefined(self.modelName):
+            raise ValueError(f"set modelName to one of {', '.join(MODELS)}")
+        weights: str | None = self.getWeights()
+        if weights is not None and weights.lower() in ("none", "random"):
+            weights = None
+        return build_model(self.getModelName(), weights, seed=self.getOrDefault(self.seed))
+
+    def _model_for_saving(self) -> OnnxModel | None:
+        return None  # the cache rebuilds it: no second copy of the weights in saved pipelines
+
+    def _set_loaded_model(self, model: OnnxModel) -> None:  # pragma: no cover - never saved
+        raise AssertionError("zoo stages are saved without their model")
+
+    def _image_transformer(self, output_col: str, output_format: str) -> ImageTransformer:
+        return ImageTransformer(
+            inputCol=self.getInputCol(),
+            outputCol=output_col,
+            model=self.getModel(),
+            outputTensor=self._output_tensor,
+            batchSize=self.getBatchSize(),
+            device=self.getDevice(),
+            deviceId=self.getDeviceId(),
+            outputFormat=output_format,
+        )
+
+
+class DeepImageFeaturizer(_ZooStage):
+    """Penultimate-layer features of a zoo model as a Spark ML vector (``outputFormat='vector'``).
+
+    Feature widths: InceptionV3 / Xception / ResNet50 2048, VGG16 / VGG19 4096, MobileNetV2 1280,
+    MobileNetV3Small 1024, MobileNetV3Large 1280, EfficientNetB0 1280. A null or undecodable
+    image gets a null vector; every row is kept.
+    """
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        inputCol: str | None = None,
+        outputCol: str | None = None,
+        modelName: str | None = None,
+        weights: str | None = "imagenet",
+        seed: int = 0,
+        batchSize: int = 32,
+        device: str = "auto",
+        deviceId: int | None = None,
+        outputFormat: str = "vector",
+    ) -> None:
+        super().__init__()
+        self._setDefault(outputFormat="vector")
+        self._set_params()
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        inner = self._image_transformer(self.getOutputCol(), self.getOutputFormat())
+        return inner.transform(dataset)
+
+
+class DeepImagePredictor(_ZooStage):
+    """ImageNet predictions of a zoo model: the probability vector, or with ``decodePredictions``
+    an array of ``topK`` struct(class, description, probability), most probable first."""
+
+    decodePredictions: Param[bool] = Param(
+        Params._dummy(),
+        "decodePredictions",
+        "output the topK classes as struct(class, description, probability)",
+        TypeConverters.toBoolean,
+    )
+    topK: Param[int] = Param(
+        Params._dummy(), "topK", "how many classes decodePredictions keeps", TypeConverters.toInt
+    )
+    _output_tensor = "probabilities"
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        inputCol: str | None = None,
+        outputCol: str | None = None,
+        modelName: str | None = None,
+        decodePredictions: bool = False,
+        topK: int = 5,
+        weights: str | None = "imagenet",
+        seed: int = 0,
+        batchSize: int = 32,
+        device: str = "auto",
+        deviceId: int | None = None,
+        outputFormat: str = "vector",
+    ) -> None:
+        super().__init__()
+        self._setDefault(decodePredictions=False, topK=5, outputFormat="vector")
+        self._set_params()
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        if not self.getOrDefault(self.decodePredictions):
+            inner = self._image_transformer(self.getOutputCol(), self.getOutputFormat())
+            return inner.transform(dataset)
+        top_k = self.getOrDefault(self.topK)
+        if not 1 <= top_k <= 1000:
+            raise ValueError(f"topK must be between 1 and 1000; got {top_k}")
+        from sparkonnx.model_zoo.labels import imagenet_labels
+
+        out = self.getOutputCol()
+        scores = f"__{self.uid}_probabilities"
+        scored = self._image_transformer(scores, "array").transform(dataset)
+        F, _ = sql_functions(dataset)
+        labels = imagenet_labels()
+        ids, names = F.lit(list(labels.class_ids)), F.lit(list(labels.descriptions))
+        # sort by (probability, -index) descending: ties keep the lower class index first
+        ranked = F.sort_array(
+            F.transform(scored[scores], lambda p, i: F.struct(p.alias("p"), (-i).alias("ni"))),
+            asc=False,
+        )
+        top = F.transform(
+            F.slice(ranked, 1, top_k),
+            lambda e: F.struct(
+                F.element_at(ids, 1 - e["ni"]).alias("class"),
+                F.element_at(names, 1 - e["ni"]).alias("description"),
+                e["p"].alias("probability"),
+            ),
+        )
+        return scored.withColumn(out, top).drop(scores)
