@@ -5,7 +5,8 @@
    DataFrame by ONNXTransformer; a sample is compared with Keras' own predictions.
 2. Images: real photos shipped inside the scikit-image / scikit-learn wheels (plus one broken
    file) are read into a DataFrame with read_images; the broken file stays as a row with its
-   error; a small convolutional Keras model, converted the same way, scores every image.
+   error; a small convolutional Keras model, converted the same way, scores every image with
+   ImageTransformer (resize, BGR -> RGB on the executors).
 
     bash scripts/demo.sh          # or: .venv/bin/python examples/demo.py [--rows N]
 """
@@ -121,7 +122,7 @@ def write_sample_images(folder: Path) -> list[str]:
 def images_demo(spark, folder: Path) -> None:
     from pyspark.sql import functions as F
 
-    from sparkonnx import ONNXTransformer, read_images
+    from sparkonnx import ImageTransformer, read_images
     from sparkonnx.converters import from_keras
 
     say("2. Images: read real photos (and one broken file) on the executors")
@@ -144,31 +145,17 @@ def images_demo(spark, folder: Path) -> None:
     converted = from_keras(keras_image_model(size))
     print(converted)
 
-    # Spark's image struct holds BGR bytes; resize to the model's input and flip to RGB here.
-    from pyspark.sql.functions import pandas_udf
-
-    @pandas_udf("array<float>")
-    def to_rgb_tensor(height, width, channels, data):
-        from PIL import Image
-
-        out = []
-        for h, w, c, raw in zip(height, width, channels, data, strict=True):
-            pixels = np.frombuffer(raw, np.uint8).reshape(h, w, c)
-            rgb = pixels[..., ::-1] if c >= 3 else np.repeat(pixels, 3, axis=2)
-            resized = Image.fromarray(np.ascontiguousarray(rgb[..., :3])).resize((size, size))
-            out.append(np.asarray(resized, np.float32).reshape(-1))
-        return __import__("pandas").Series(out)
-
-    tensors = images.where("error IS NULL").withColumn(
-        "pixels",
-        to_rgb_tensor("image.height", "image.width", "image.nChannels", "image.data"),
-    )
-    scored = ONNXTransformer(
-        model=converted.model, inputCol="pixels", outputCol="scores"
-    ).transform(tensors)
-    scored.select(F.element_at(F.split("path", "/"), -1).alias("file"), "scores").orderBy(
+    # ImageTransformer resizes each image to the model's 64x64 input, swaps Spark's BGR to RGB
+    # and feeds uint8 values as float32 (the model rescales them itself); the broken file's row
+    # is kept with a null score.
+    scored = ImageTransformer(
+        inputCol="image", outputCol="scores", model=converted.model, scale=1.0
+    ).transform(images)
+    scored.select(F.element_at(F.split("path", "/"), -1).alias("file"), "scores", "error").orderBy(
         "file"
-    ).show(truncate=80)
+    ).show(truncate=60)
+    if scored.count() != len(files):
+        raise SystemExit("demo failed: a row was lost while scoring")
 
 
 def main() -> None:
