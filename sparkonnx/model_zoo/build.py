@@ -96,6 +96,8 @@ def _two_output_model(spec: ZooModel, network: Any) -> Any:
     if spec.feature_layer == "<pre-dropout>":
         dropout = [layer for layer in network.layers if isinstance(layer, keras.layers.Dropout)][-1]
         features = keras.layers.Flatten(name="zoo_features")(dropout.input)
+    elif spec.feature_layer == "<classifier-input>":
+        features = network.get_layer("predictions").input
     else:
         features = network.get_layer(spec.feature_layer).output
     return keras.Model(network.inputs, [features, network.output], name=f"{spec.name}_zoo")

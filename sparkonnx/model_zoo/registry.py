@@ -16,7 +16,9 @@ class ZooModel:
     preprocess_module: str  # keras.applications.<module>.preprocess_input
     input_size: tuple[int, int]  # (height, width) the network takes
     preprocessing: str  # 'caffe' | 'tf' | 'torch' | 'builtin' (inside the network)
-    feature_layer: str  # layer whose output is the featurizer's vector; '<pre-dropout>' special
+    # layer whose output is the featurizer's vector, or '<pre-dropout>' (flattened input of the
+    # last Dropout) / '<classifier-input>' (input of the 'predictions' layer) for auto-named ones
+    feature_layer: str
     feature_width: int
     weights_file: str  # Keras' cache file name for the ImageNet weights (with top)
     weights_subdir: str  # folder of the download URL under KERAS_WEIGHTS_URL
@@ -60,7 +62,7 @@ MODELS: dict[str, ZooModel] = {
         ),
         ZooModel(
             "MobileNetV2", "MobileNetV2", "mobilenet_v2", (224, 224), "tf",
-            "global_average_pooling2d", 1280,
+            "<classifier-input>", 1280,
             "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5", "mobilenet_v2", _APACHE,
         ),
         ZooModel(
