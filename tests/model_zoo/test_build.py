@@ -59,7 +59,14 @@ def test_fast_model_matches_keras_with_fused_preprocessing(zoo_cache):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in MODELS if n != FAST_MODEL])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.huge) if n.startswith("VGG") else n
+        for n in MODELS
+        if n != FAST_MODEL
+    ],
+)
 def test_every_zoo_model_matches_keras(zoo_cache, name):
     """Each build in its own process: converting VGG / ResNet50 peaks at several GB of RAM."""
     root = Path(__file__).resolve().parents[2]
