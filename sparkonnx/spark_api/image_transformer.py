@@ -43,7 +43,7 @@ from sparkonnx.engine.providers import validate_device
 from sparkonnx.spark_api.executor import InferencePlan, OutputColumn, PreparedBatch, run_partition
 from sparkonnx.spark_api.images import IMAGE_STRUCT_TYPE, require_image_column
 from sparkonnx.spark_api.params import HasModelFile, HasOutputFormat, HasRuntimeOptions
-from sparkonnx.spark_api.persistence import OnnxStagePersistence
+from sparkonnx.spark_api.persistence import HoldsOnnxModel
 from sparkonnx.spark_api.shipping import ModelRef, ship_model
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
 
@@ -371,6 +371,7 @@ def output_column(
 
 
 class ImageModelBase(
+    HoldsOnnxModel,
     Transformer,
     HasInputCol,
     HasOutputCol,
@@ -378,7 +379,6 @@ class ImageModelBase(
     HasImageOutput,
     HasRuntimeOptions,
     HasOutputFormat,
-    OnnxStagePersistence,
 ):
     """What the image transformers share: the model, output Params and running the plan."""
 
@@ -417,21 +417,6 @@ class ImageModelBase(
                 )
             self._model = self._load_model_file(self.getModelFile())
         return self._model
-
-    def setModelFile(self, value: str) -> Any:
-        self._model = None
-        return self._set(modelFile=value)
-
-    def _model_for_saving(self) -> OnnxModel | None:
-        return self.getModel()
-
-    def _set_loaded_model(self, model: OnnxModel) -> None:
-        self._model = model
-
-    def copy(self, extra: Any = None) -> Any:
-        that = super().copy(extra)
-        that._model = self._model
-        return that
 
     # -- running ---------------------------------------------------------------------------
     def _new_columns(self, schema: T.StructType, out_type: T.DataType) -> T.StructType:

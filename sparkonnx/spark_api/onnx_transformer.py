@@ -24,7 +24,7 @@ from sparkonnx.spark_api.params import (
     HasTensorMappings,
     HasTensorOutputOptions,
 )
-from sparkonnx.spark_api.persistence import OnnxStagePersistence
+from sparkonnx.spark_api.persistence import HoldsOnnxModel
 from sparkonnx.spark_api.shipping import ModelRef, ship_model
 from sparkonnx.spark_api.types import check_input_column, spark_output_dtype, spark_type_for
 
@@ -34,6 +34,7 @@ ModelLike = OnnxModel | bytes | str | os.PathLike[str] | Any  # Any: onnx.ModelP
 
 
 class ONNXTransformer(
+    HoldsOnnxModel,
     Transformer,
     HasInputCol,
     HasOutputCol,
@@ -42,7 +43,6 @@ class ONNXTransformer(
     HasRuntimeOptions,
     HasTensorOutputOptions,
     HasPrecision,
-    OnnxStagePersistence,
 ):
     """Runs an ONNX model on executors with ONNX Runtime, one output column per model output.
 
@@ -101,21 +101,6 @@ class ONNXTransformer(
                 )
             self._model = OnnxModel.from_path(self.getModelFile())
         return self._model
-
-    def setModelFile(self, value: str) -> ONNXTransformer:
-        self._model = None
-        return self._set(modelFile=value)
-
-    def _model_for_saving(self) -> OnnxModel | None:
-        return self.getModel()
-
-    def _set_loaded_model(self, model: OnnxModel) -> None:
-        self._model = model
-
-    def copy(self, extra: Any = None) -> ONNXTransformer:
-        that = super().copy(extra)
-        that._model = self._model
-        return that
 
     # -- planning on the driver -------------------------------------------------------------
     def _mappings(self, model: OnnxModel) -> tuple[dict[str, str], dict[str, str]]:

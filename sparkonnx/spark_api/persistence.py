@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from pyspark.ml.param import Params
 from pyspark.ml.util import (
@@ -106,3 +106,30 @@ class OnnxStagePersistence(MLReadable, MLWritable):
 
     def _set_loaded_model(self, model: OnnxModel) -> None:
         raise NotImplementedError
+
+
+class HoldsOnnxModel(OnnxStagePersistence):
+    """Mixin for stages that hold their model in `self._model` (set, or read from `modelFile`).
+
+    List it first among the bases so its `copy` wraps pyspark's `Params.copy`.
+    """
+
+    _model: OnnxModel | None
+
+    def getModel(self) -> OnnxModel:  # implemented by the stage
+        raise NotImplementedError
+
+    def setModelFile(self, value: str) -> Any:
+        self._model = None
+        return cast(Params, self)._set(modelFile=value)
+
+    def _model_for_saving(self) -> OnnxModel | None:
+        return self.getModel()
+
+    def _set_loaded_model(self, model: OnnxModel) -> None:
+        self._model = model
+
+    def copy(self, extra: Any = None) -> Any:
+        that = super().copy(extra)  # type: ignore[misc]
+        that._model = self._model
+        return that
