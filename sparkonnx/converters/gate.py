@@ -248,14 +248,23 @@ def judge(
     *,
     metric: str | Mapping[str, str] = "auto",
     has_labels: bool = False,
+    label_count: int | None = None,
     sample: str = "<sample>",
     calibration_rows: int = 0,
 ) -> GateReport:
-    """The gate's report over every output (metric: one name, or {output: name})."""
+    """The gate's report over every output (metric: one name, or {output: name}).
+
+    `has_labels`: the model stores class labels; with `label_count`, only outputs with that
+    many values per row count as labelled (a featurizer output beside them does not).
+    """
     outputs = []
     for name, e, a in zip(names, expected, actual):
         asked = metric.get(name, "auto") if isinstance(metric, Mapping) else metric
-        chosen = choose_metric(np.asarray(e), has_labels, asked)
+        values = np.asarray(e)
+        labelled = has_labels and (
+            label_count is None or (values.ndim >= 1 and values.shape[-1] == label_count)
+        )
+        chosen = choose_metric(values, labelled, asked)
         outputs.append(judge_output(name, e, a, chosen, tolerance))
     rows = int(np.asarray(expected[0]).shape[0]) if expected and np.ndim(expected[0]) else 1
     return GateReport(mode, tuple(outputs), rows, sample, calibration_rows)

@@ -401,6 +401,7 @@ def _gate(
 ) -> GateReport:
     batch = _batch_for(source, batch_size)
     names = [o.name for o in source.outputs]
+    labels = metadata.labels_of(source)
     expected = _run(make_session(source.proto, source.source), rows, batch)
     actual = _run(make_session(proto, f"{mode} {source.source}"), rows, batch)
     return judge(
@@ -410,7 +411,8 @@ def _gate(
         actual,
         limits,
         metric=metric,
-        has_labels=metadata.labels_of(source) is not None,
+        has_labels=labels is not None,
+        label_count=None if labels is None else len(labels),
         sample=rows.source,
         calibration_rows=calib.rows if calib is not None else 0,
     )

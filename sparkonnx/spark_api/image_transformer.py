@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -42,7 +43,12 @@ from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
 from sparkonnx.spark_api.executor import InferencePlan, OutputColumn, PreparedBatch, run_partition
 from sparkonnx.spark_api.images import IMAGE_STRUCT_TYPE, require_image_column
-from sparkonnx.spark_api.params import HasModelFile, HasOutputFormat, HasRuntimeOptions
+from sparkonnx.spark_api.params import (
+    HasModelFile,
+    HasOutputFormat,
+    HasPrecision,
+    HasRuntimeOptions,
+)
 from sparkonnx.spark_api.persistence import HoldsOnnxModel
 from sparkonnx.spark_api.shipping import ModelRef, ship_model
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
@@ -143,6 +149,18 @@ def prepare_images(
     if error_column is not None:
         extra = ((error_column, errors_column(batch.num_rows, images.errors)),)
     return PreparedBatch({input_name: tensor}, images.valid, extra)
+
+
+def image_feeds(
+    column: str, input_name: str, preprocessing: ImagePreprocessing
+) -> Callable[[pa.Table], dict[str, np.ndarray]]:
+    """Sampled image structs -> the model input of their valid images (calibration feeds)."""
+
+    def feeds(table: pa.Table) -> dict[str, np.ndarray]:
+        tensor, _ = preprocessing.structs_to_tensor(table.column(column).combine_chunks())
+        return {input_name: tensor}
+
+    return feeds
 
 
 # --------------------------------------------------------------------------- Params
@@ -465,7 +483,7 @@ class ImageModelBase(
         )
 
 
-class ImageTransformer(ImageModelBase, HasImagePreprocessing):
+class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
     """Applies an ONNX model (or one converted from TF / Keras) to an image-struct column.
 
     - ``inputCol``: image structs (``read_images``, ``spark.read.format("image")``, ...).
@@ -478,6 +496,9 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing):
       or 'image' (an image struct, channels back in BGR order, origin kept).
     - ``handleInvalid`` 'keep' (null output for null / undecodable images) or 'error';
       ``errorCol`` adds the reason per row. Every input column and row is kept.
+    - ``precision`` 'int8' / 'int8-dynamic' / 'fp16': runs a gated lower-precision copy of the
+      model (only the output kept), calibrated on preprocessed images sampled from the
+      DataFrame (see `sparkonnx.spark_api.precision`).
     """
 
     inputTensor: Param[str] = Param(
@@ -511,6 +532,11 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing):
         device: str = "auto",
         deviceId: int | None = None,
         outputFormat: str = "array",
+        precision: str = "fp32",
+        calibrationPath: str | None = None,
+        calibrationRows: int = 128,
+        calibrationSeed: int = 0,
+        precisionTolerance: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         kwargs = dict(self._input_kwargs)  # type: ignore[attr-defined]
@@ -565,6 +591,7 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing):
             origin_column=column,
         )
         schema = self._new_columns(dataset.schema, out_type)
+        model = self._precision_model(model, dataset, in_spec, out_spec, pre)
         prepare = partial(
             prepare_images,
             column,
@@ -578,6 +605,34 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing):
         )
         logger.info("ImageTransformer on %r: %s", column, pre)
         return self._run(dataset, model, plan, schema)
+
+    def _precision_model(
+        self,
+        model: OnnxModel,
+        dataset: DataFrame,
+        in_spec: TensorSpec,
+        out_spec: TensorSpec,
+        pre: ImagePreprocessing,
+    ) -> OnnxModel:
+        """`model`, or for precision 'int8' / 'fp16' its gated form with only the used output."""
+        if self.getPrecision() == "fp32":
+            return model
+        from sparkonnx.engine.pruning import keep_outputs
+        from sparkonnx.spark_api.precision import resolve_precision
+
+        column = self.getInputCol()
+        pruned: dict[tuple[str, str], OnnxModel] = self.__dict__.setdefault("_pruned_models", {})
+        key = (model.sha256, out_spec.name)
+        if key not in pruned:
+            pruned[key] = keep_outputs(model, [out_spec.name])
+        return resolve_precision(
+            self,
+            pruned[key],
+            dataset,
+            [column],
+            image_feeds(column, in_spec.name, pre),
+            device=self.getDevice(),
+        )
 
 
 #: sparkdl's name for :class:`ImageTransformer`.

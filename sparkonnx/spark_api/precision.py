@@ -22,19 +22,23 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from sparkonnx.converters import metadata
 from sparkonnx.converters.calibration import CalibrationSet, load_calibration
 from sparkonnx.converters.gate import GateTolerance
 from sparkonnx.engine.model import OnnxModel, TensorSpec
+from sparkonnx.engine.tensors import column_to_tensor
 from sparkonnx.spark_api.params import HasPrecision
 
 logger = logging.getLogger(__name__)
 
-_CACHE_FORMAT = "1"  # bump when the quantization recipe changes, so stale files are not reused
+_CACHE_FORMAT = "2"  # bump when the quantization recipe changes, so stale files are not reused
 _MEMO_ATTR = "_sparkonnx_precision_models"
 _lock = threading.Lock()
 
@@ -73,44 +77,63 @@ def cache_key(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: A sampled Arrow table of the stage's input columns -> model feeds (one array per input).
+FeedMaker = Callable[[pa.Table], dict[str, np.ndarray]]
+
+
+def tensor_feeds(columns: Mapping[str, TensorSpec], allow_cast: bool = False) -> FeedMaker:
+    """The FeedMaker of tensor columns: each column converted as ONNXTransformer converts it."""
+
+    def feeds(table: pa.Table) -> dict[str, np.ndarray]:
+        return {
+            spec.name: column_to_tensor(table.column(col), col, spec, allow_cast)
+            for col, spec in columns.items()
+        }
+
+    return feeds
+
+
 def sample_dataframe(
-    dataset: Any,
-    columns: Mapping[str, TensorSpec],
-    rows: int,
-    seed: int,
-    allow_cast: bool = False,
+    dataset: Any, columns: Sequence[str], rows: int, seed: int, to_feeds: FeedMaker
 ) -> CalibrationSet:
-    """A seeded random sample of `rows` rows of the input columns, as model input tensors."""
-    from pyspark.sql import functions as F
+    """A seeded random sample of `rows` rows of `columns`, made into model feeds by `to_feeds`.
 
-    from sparkonnx.engine.tensors import column_to_tensor
+    One Spark job: a top-`rows` by a seeded random key, which keeps `rows` rows per partition
+    and never shuffles the whole DataFrame.
+    """
+    from sparkonnx.spark_api.training_data import sql_functions
 
-    names = list(columns)
-    sample = dataset.select(*names).orderBy(F.rand(seed)).limit(rows).toArrow()
-    if sample.num_rows < 2:
+    F, _ = sql_functions(dataset)
+    sample = dataset.select(*columns).orderBy(F.rand(seed)).limit(rows).toArrow()
+    feeds = to_feeds(sample) if sample.num_rows else {}
+    usable = min((len(a) for a in feeds.values()), default=0)
+    if usable < 2:
+        unusable = sample.num_rows - usable
+        skipped = f", {unusable} of them invalid" if unusable else ""
         raise ValueError(
-            f"the DataFrame has {sample.num_rows} row(s), too few to calibrate and check a "
-            "lower-precision model (2 or more needed, 100+ recommended); set calibrationPath to "
-            "a calibration set, or keep precision='fp32'"
+            f"the DataFrame sample has {sample.num_rows} row(s){skipped}: too few to calibrate "
+            "and check a lower-precision model (2 or more needed, 100+ recommended); set "
+            "calibrationPath to a calibration set, or keep precision='fp32'"
         )
-    arrays = {
-        spec.name: column_to_tensor(sample.column(col), col, spec, allow_cast)
-        for col, spec in columns.items()
-    }
-    return CalibrationSet(arrays, f"a {sample.num_rows}-row sample (seed {seed}) of the DataFrame")
+    source = f"a {sample.num_rows}-row sample (seed {seed}) of the DataFrame"
+    if usable < sample.num_rows:
+        source += f" ({sample.num_rows - usable} invalid rows left out)"
+    return CalibrationSet(feeds, source)
 
 
 def resolve_precision(
     stage: HasPrecision,
     model: OnnxModel,
     dataset: Any,
-    columns: Mapping[str, TensorSpec],
+    columns: Mapping[str, TensorSpec] | Sequence[str],
+    to_feeds: FeedMaker | None = None,
     *,
     device: str = "auto",
     allow_cast: bool = False,
 ) -> OnnxModel:
     """The model the stage should run: `model` itself for 'fp32', else its gated lower-precision
-    form (built once per stage, cached on disk). `columns` maps input columns to model inputs.
+    form (built once per stage, cached on disk). `to_feeds` makes model feeds of a sample of the
+    input `columns`; by default `columns` maps tensor columns to model inputs (`tensor_feeds`).
 
     Raises `GateError` (with the measured figures) when the gate refuses the model.
     """
@@ -144,7 +167,11 @@ def resolve_precision(
     with _lock:
         if settings in memo:
             return memo[settings]
-    built = _build(stage, model, dataset, columns, tolerance, allow_cast)
+    if to_feeds is None:
+        if not isinstance(columns, Mapping):
+            raise TypeError("without to_feeds, columns must map input columns to TensorSpecs")
+        to_feeds = tensor_feeds(columns, allow_cast)
+    built = _build(stage, model, dataset, list(columns), to_feeds, tolerance)
     with _lock:
         memo[settings] = built
     return built
@@ -154,9 +181,9 @@ def _build(
     stage: HasPrecision,
     model: OnnxModel,
     dataset: Any,
-    columns: Mapping[str, TensorSpec],
+    columns: Sequence[str],
+    to_feeds: FeedMaker,
     tolerance: GateTolerance,
-    allow_cast: bool,
 ) -> OnnxModel:
     from sparkonnx.converters.quantize import quantize
 
@@ -166,7 +193,7 @@ def _build(
         stage.getCalibrationSeed(),
         stage.getCalibrationPath(),
     )
-    sample = sample_dataframe(dataset, columns, rows, seed, allow_cast)
+    sample = sample_dataframe(dataset, columns, rows, seed, to_feeds)
     if path is not None:  # the user's set calibrates; the DataFrame's rows are the gate's
         calibration: CalibrationSet | None = load_calibration(path, model, limit=rows, seed=seed)
         validation: CalibrationSet | None = sample

@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.model_zoo.registry import MODELS, get_model
 from sparkonnx.spark_api.image_transformer import ImageTransformer
-from sparkonnx.spark_api.params import HasOutputFormat, HasRuntimeOptions
+from sparkonnx.spark_api.params import HasOutputFormat, HasPrecision, HasRuntimeOptions
 from sparkonnx.spark_api.persistence import OnnxStagePersistence
 from sparkonnx.spark_api.training_data import sql_functions
 
@@ -29,9 +29,20 @@ def _to_model_name(value: Any) -> str:
 
 
 class _ZooStage(
-    Transformer, HasInputCol, HasOutputCol, HasRuntimeOptions, HasOutputFormat, OnnxStagePersistence
+    Transformer,
+    HasInputCol,
+    HasOutputCol,
+    HasRuntimeOptions,
+    HasOutputFormat,
+    HasPrecision,
+    OnnxStagePersistence,
 ):
-    """Params and model resolution shared by the two zoo transformers."""
+    """Params and model resolution shared by the two zoo transformers.
+
+    ``precision='int8'`` calibrates the zoo graph once on ``calibrationRows`` images sampled
+    from the DataFrame being transformed (or ``calibrationPath``), gates it against fp32 (mean
+    cosine of the features, top-1 agreement of the predictions) and caches it on disk.
+    """
 
     modelName: Param[str] = Param(
         Params._dummy(), "modelName", f"one of {', '.join(MODELS)}", _to_model_name
@@ -83,16 +94,31 @@ class _ZooStage(
         raise AssertionError("zoo stages are saved without their model")
 
     def _image_transformer(self, output_col: str, output_format: str) -> ImageTransformer:
-        return ImageTransformer(
-            inputCol=self.getInputCol(),
-            outputCol=output_col,
-            model=self.getModel(),
-            outputTensor=self._output_tensor,
-            batchSize=self.getBatchSize(),
-            device=self.getDevice(),
-            deviceId=self.getDeviceId(),
-            outputFormat=output_format,
-        )
+        """The ImageTransformer running this stage's model, made once per Param values.
+
+        Reusing it keeps the model (read from the disk cache) and a lower-precision build in
+        memory across transforms.
+        """
+        settings = sorted((p.name, repr(v)) for p, v in self.extractParamMap().items())
+        key = (output_col, output_format, tuple(settings))
+        inner: dict[Any, ImageTransformer] = self.__dict__.setdefault("_inner_stages", {})
+        if key not in inner:
+            inner[key] = ImageTransformer(
+                inputCol=self.getInputCol(),
+                outputCol=output_col,
+                model=self.getModel(),
+                outputTensor=self._output_tensor,
+                batchSize=self.getBatchSize(),
+                device=self.getDevice(),
+                deviceId=self.getDeviceId(),
+                outputFormat=output_format,
+                precision=self.getPrecision(),
+                calibrationPath=self.getCalibrationPath(),
+                calibrationRows=self.getCalibrationRows(),
+                calibrationSeed=self.getCalibrationSeed(),
+                precisionTolerance=self.getPrecisionTolerance(),
+            )
+        return inner[key]
 
 
 class DeepImageFeaturizer(_ZooStage):
@@ -116,6 +142,11 @@ class DeepImageFeaturizer(_ZooStage):
         device: str = "auto",
         deviceId: int | None = None,
         outputFormat: str = "vector",
+        precision: str = "fp32",
+        calibrationPath: str | None = None,
+        calibrationRows: int = 128,
+        calibrationSeed: int = 0,
+        precisionTolerance: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self._setDefault(outputFormat="vector")
@@ -156,6 +187,11 @@ class DeepImagePredictor(_ZooStage):
         device: str = "auto",
         deviceId: int | None = None,
         outputFormat: str = "vector",
+        precision: str = "fp32",
+        calibrationPath: str | None = None,
+        calibrationRows: int = 128,
+        calibrationSeed: int = 0,
+        precisionTolerance: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         self._setDefault(decodePredictions=False, topK=5, outputFormat="vector")

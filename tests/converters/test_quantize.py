@@ -20,6 +20,7 @@ from sparkonnx.converters.gate import (
     GateError,
     GateTolerance,
     choose_metric,
+    judge,
     judge_output,
 )
 from sparkonnx.converters.quantize import normalize_mode, quantization_of, quantize
@@ -250,6 +251,26 @@ def test_metric_choice() -> None:
     assert choose_metric(features, has_labels=False, asked="max_abs") == "max_rel"
     with pytest.raises(ValueError, match="metric 'top1' needs an output with classes"):
         choose_metric(np.zeros(4, np.float32), has_labels=False, asked="top1")
+
+
+def test_labels_make_only_outputs_of_their_width_top1() -> None:
+    """A zoo graph stores 1000 ImageNet labels; its 1024-wide features are still cosine."""
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((6, 10)).astype(np.float32)
+    features = rng.standard_normal((6, 12)).astype(np.float32)
+    report = judge(
+        "int8",
+        ["logits", "features"],
+        [logits, features],
+        [logits, features],
+        GateTolerance.of(None),
+        has_labels=True,
+        label_count=10,
+    )
+    assert [(o.name, o.metric) for o in report.outputs] == [
+        ("logits", "top1"),
+        ("features", "cosine"),
+    ]
 
 
 def test_judge_output_figures() -> None:

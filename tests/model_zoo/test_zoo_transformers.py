@@ -118,3 +118,42 @@ def test_params_persist_without_the_model(spark, workdir):
     assert loaded.getOrDefault(loaded.topK) == 2 and loaded.getWeights() == "imagenet"
     with pytest.raises(ValueError, match="unknown model 'ResNet51'"):
         DeepImageFeaturizer(inputCol="image", outputCol="f", modelName="ResNet51")
+
+
+def test_int8_featurizer_calibrates_on_the_dataframe_and_passes_the_gate(
+    spark, zoo_cache, two_class_images, caplog
+):
+    import logging
+
+    from sparkonnx.converters.quantize import quantization_of
+    from sparkonnx.engine.model import OnnxModel
+
+    caplog.set_level(logging.INFO, logger="sparkonnx")
+    params = dict(inputCol="image", outputCol="f", modelName=MODEL, weights=None)
+    fp32_rows = DeepImageFeaturizer(**params).transform(two_class_images).collect()
+    fp32 = {r.file: r.f for r in fp32_rows}
+    stage = DeepImageFeaturizer(**params, precision="int8", calibrationRows=25)
+    int8 = {r.file: r.f for r in stage.transform(two_class_images).collect()}
+
+    assert "int8 accuracy gate passed" in caplog.text and "cosine" in caplog.text
+    assert int8["broken.png"] is None and len(int8) == 25
+    a = np.array([fp32[k].toArray() for k in sorted(fp32) if fp32[k] is not None])
+    b = np.array([int8[k].toArray() for k in sorted(int8) if int8[k] is not None])
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() >= 0.98 and np.abs(a - b).max() > 0, cosine
+    (cached,) = (zoo_cache / "precision").glob("*.onnx")
+    record = quantization_of(OnnxModel.from_path(cached))
+    assert record["calibration"]["rows"] == 18 and record["gate"]["rows"] == 6
+    outputs = record["gate"]["outputs"]  # only the features: the classifier head was cut off
+    assert list(outputs) == ["features"]
+    assert outputs["features"]["metric"] == "cosine" and outputs["features"]["value"] >= 0.99
+    print(f"\n{MODEL} int8 featurizer: {record['gate']}")
+
+
+def test_precision_params_persist_on_zoo_stages(spark, workdir):
+    stage = DeepImageFeaturizer(
+        inputCol="image", outputCol="f", modelName=MODEL, precision="int8", calibrationRows=64
+    )
+    stage.save(str(workdir / "int8-featurizer"))
+    loaded = DeepImageFeaturizer.load(str(workdir / "int8-featurizer"))
+    assert loaded.getPrecision() == "int8" and loaded.getCalibrationRows() == 64

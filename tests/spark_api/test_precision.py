@@ -169,5 +169,5 @@ def test_bad_values_and_tiny_dataframes(spark, cache: Path) -> None:
     assert ONNXTransformer(precision="dynamic").getPrecision() == "int8-dynamic"
     x = as_nchw(smooth_images(1)).reshape(1, -1)
     one = spark.createDataFrame([(x[0].tolist(),)], "image array<float>")
-    with pytest.raises(ValueError, match=r"has 1 row\(s\), too few .* set calibrationPath"):
+    with pytest.raises(ValueError, match=r"has 1 row\(s\): too few .* set calibrationPath"):
         _stage(precision="int8").transform(one)
