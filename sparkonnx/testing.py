@@ -139,3 +139,25 @@ def tiny_cnn_nhwc(size: int = 8, classes: int = 5, seed: int = 0) -> onnx.ModelP
         list(nchw.graph.initializer),
     )
     return _model(graph)
+
+
+def photo_crops(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
+    """uint8 BGR [n, size, size, 3]: random crops (random flips) of real photos shipped in the
+    scikit-image and scikit-learn wheels (the `test` extra), resized with Pillow. No download."""
+    from PIL import Image
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    photos = [data.chelsea(), data.coffee(), data.astronaut(), data.rocket()]
+    photos += list(load_sample_images().images)
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        h, w, _ = photo.shape
+        side = int(rng.integers(min(h, w) // 3, min(h, w) + 1))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        crop = Image.fromarray(photo[y : y + side, x : x + side]).resize((size, size))
+        rgb = np.asarray(crop)
+        out[i] = (rgb[:, ::-1] if rng.random() < 0.5 else rgb)[..., ::-1]
+    return out

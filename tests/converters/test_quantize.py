@@ -385,22 +385,21 @@ def _identity_1d() -> onnx.ModelProto:
 
 
 @pytest.mark.slow
-def test_resnet50_weights_none_int8_passes_gate(tmp_path: Path) -> None:
-    """keras ResNet50(weights=None), seeded, converted by us; features + probabilities gated."""
-    from benchmarks.bench_precision import photo_crops, resnet50_two_outputs
-    from sparkonnx.converters import from_keras
+def test_zoo_resnet50_weights_none_int8_passes_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The zoo's fused ResNet50 graph (weights=None, seed 0) on real photo crops: features and
+    probabilities gated against fp32, figures stored."""
+    from sparkonnx.model_zoo.build import build_model
 
-    keras_model = resnet50_two_outputs(seed=0)
-    x = photo_crops(64, seed=0)
-    converted = from_keras(
-        keras_model, sample_input=x[:2], output_names=["features", "probabilities"]
-    )
-    result = quantize(converted, x, holdout=16)
+    monkeypatch.setenv("SPARKONNX_CACHE", str(tmp_path))
+    x = testing.photo_crops(64, seed=0)  # uint8 BGR: what the fused graph takes
+    result = quantize(build_model("ResNet50", None, progress=False), x, holdout=16)
     by_name = {o.name: o for o in result.gate.outputs}
     assert result.gate.passed
     assert by_name["features"].metric == "cosine" and by_name["features"].value >= 0.99
     assert by_name["probabilities"].metric == "top1" and by_name["probabilities"].value >= 0.99
-    print(f"\nResNet50(weights=None, seed 0): {result.gate.summary()}")
+    print(f"\nzoo ResNet50(weights=None, seed 0): {result.gate.summary()}")
     probs = by_name["probabilities"]
     # random weights: fp32 puts (nearly) every image in one confident class, so top-1 agreement
     # proves little; the gate reports that count, and the features' cosine is the real check

@@ -1,0 +1,147 @@
+"""What the zoo benchmarks share: the Spark session, the image DataFrame, the Keras baseline,
+timing and the Python workers' peak memory. Not a test: imported by bench_zoo / bench_precision.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+import pyarrow as pa
+
+
+def local_spark(batch_rows: int = 10_000) -> Any:
+    """local[2], one core per task, quiet."""
+    from pyspark.sql import SparkSession
+
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", "4g")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def image_dataframe(spark: Any, bgr: np.ndarray) -> Any:
+    """A cached DataFrame: id, image (Spark image struct) and pixels (the same BGR bytes as a
+    numeric array, for predict_batch_udf, which takes numeric arrays only)."""
+    from sparkonnx.engine.images import batch_to_image_structs
+
+    n = len(bgr)
+    structs = batch_to_image_structs(bgr, origins=[f"img{i}" for i in range(n)])
+    pixels = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32) * bgr[0].size),
+        pa.array(bgr.reshape(-1).astype(np.int16)),
+    )
+    table = pa.table({"id": pa.array(np.arange(n)), "image": structs, "pixels": pixels})
+    df = spark.createDataFrame(table).repartition(2).cache()
+    df.count()
+    return df
+
+
+def keras_zoo_udf(model_name: str, output: str, batch_size: int, size: tuple[int, int]) -> Any:
+    """predict_batch_udf running the zoo's Keras network (same seeded random weights) with its
+    preprocessing as one tf.function, one TF thread per task, on the `pixels` column."""
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql.types import ArrayType, FloatType
+
+    def make_predict_fn() -> Callable[[np.ndarray], np.ndarray]:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        from sparkonnx.model_zoo.build import WeightsChoice, _build_keras, fused_function
+        from sparkonnx.model_zoo.registry import get_model
+
+        spec = get_model(model_name)
+        serve = fused_function(spec, _build_keras(spec, WeightsChoice(None, "random"), seed=0))
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return serve(tf.constant(x.astype(np.uint8)))[output].numpy()
+
+        return predict
+
+    return predict_batch_udf(
+        make_predict_fn,
+        return_type=ArrayType(FloatType()),
+        batch_size=batch_size,
+        input_tensor_shapes=[[size[0], size[1], 3]],
+    )
+
+
+def write_seconds(df: Any, repeats: int) -> float:
+    """Median seconds of writing `df` to the noop sink, after one untimed warm-up run (which
+    starts the Python workers and builds their sessions / Keras models)."""
+    times = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        df.write.format("noop").mode("overwrite").save()
+        if i:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> float:
+    """Median seconds of `fn()` after one untimed warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def python_worker_peak_mb() -> dict[int, float]:
+    """Peak RSS (VmHWM, MB) of every live pyspark Python worker process, by pid (Linux)."""
+    peaks = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            if b"pyspark.daemon" not in cmdline and b"pyspark.worker" not in cmdline:
+                continue
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[int(proc.name)] = int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return peaks
+
+
+def describe_worker_memory() -> str:
+    """One line: the largest Python worker peak RSS and how many workers there were."""
+    peaks = python_worker_peak_mb()
+    if not peaks:
+        return "Python worker peak RSS: no worker found (not Linux, or workers exited)"
+    return (
+        f"Python worker peak RSS: max {max(peaks.values()):.0f} MB over {len(peaks)} "
+        f"processes (daemon + workers)"
+    )
+
+
+def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of `a` with the same row of `b`."""
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def collect_vectors(df: Any, column: str) -> np.ndarray:
+    """The `column` (array or Spark ML vector) of `df`, ordered by id, as a 2-D array."""
+    rows = sorted(df.select("id", column).collect(), key=lambda r: r.id)
+    values = [r[column].toArray() if hasattr(r[column], "toArray") else r[column] for r in rows]
+    return np.array(values, np.float64)
