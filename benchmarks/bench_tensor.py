@@ -2,8 +2,9 @@
 
 Same model and same data in one run: raw ORT on numpy in one process (both cores); then, on
 local[2] over a cached DataFrame written to the `noop` sink: ONNXTransformer, pyspark's
-`predict_batch_udf` running the same ORT model, and a plain `mapInPandas` running it.
-Prints rows/s and each ratio to raw ORT. Not a test: run it by hand.
+`predict_batch_udf` running the same ORT model, and a plain `mapInPandas` running it; also
+ONNXTransformer on the same float32 values packed in a binary column (an opt-in input format).
+Repeats are interleaved across paths. Prints rows/s and each ratio to raw ORT. Not a test.
 
     .venv/bin/python benchmarks/bench_tensor.py [--rows 200000] [--repeats 3] [--models light,heavy]
 """
@@ -28,23 +29,32 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 import itertools
 
 from sparkonnx import ONNXTransformer, testing
+from sparkonnx.spark_api.onnx_transformer import arrow_udf_supported
 
 MODELS = {"light": (256, 512, 512, 16), "heavy": (256, 2048, 2048, 16)}
+RAW = "raw ORT (1 process, 2 threads)"
+OURS = "ONNXTransformer"
+BINARY = "ONNXTransformer, binary column"
 
 
 def flops_per_row(widths: tuple[int, ...]) -> float:
     return 2.0 * sum(a * b for a, b in itertools.pairwise(widths))
 
 
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median seconds of `repeats` runs after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def timed(paths: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per path: one warm-up run each, then `repeats` rounds, interleaved.
+
+    Interleaving spreads any load from other processes on the machine over every path.
+    """
+    for fn in paths.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(repeats):
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def raw_ort(model_bytes: bytes, x: np.ndarray, batch: int) -> Callable[[], object]:
@@ -102,6 +112,16 @@ def map_in_pandas_path(df, model_bytes: bytes, batch: int):
     return df.mapInPandas(predict, f"{df.schema.simpleString()[7:-1]}, y array<float>")
 
 
+def packed_frame(spark, x: np.ndarray):
+    """The same rows with `x` packed as float32 bytes in a binary column, cached like `df`."""
+    table = pa.table(
+        {"id": pa.array(np.arange(len(x))), "packed": pa.array(list(map(bytes, x)), pa.binary())}
+    )
+    frame = spark.createDataFrame(table).repartition(2).cache()
+    frame.count()
+    return frame
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -123,7 +143,11 @@ def main() -> None:
     )
     spark.sparkContext.setLogLevel("ERROR")
     skip = set(filter(None, args.skip.split(",")))
-    print(f"rows={args.rows} batch={args.batch} cores={os.cpu_count()} spark={spark.version}")
+    way = "arrow_udf" if arrow_udf_supported() else "mapInArrow"
+    print(
+        f"rows={args.rows} batch={args.batch} cores={os.cpu_count()} spark={spark.version} "
+        f"ONNXTransformer via {way}"
+    )
     for name in args.models.split(","):
         widths = MODELS[name]
         model_bytes = testing.mlp(widths).SerializeToString()
@@ -144,33 +168,39 @@ def main() -> None:
         def sink(frame) -> Callable[[], object]:
             return lambda: frame.write.format("noop").mode("overwrite").save()
 
-        results: dict[str, float] = {}
-        results["raw ORT (1 process, 2 threads)"] = timed(
-            raw_ort(model_bytes, x, args.batch), args.repeats
-        )
-        transformer = ONNXTransformer(
-            model=model_bytes, inputCol="features", outputCol="y", batchSize=args.batch
-        )
-        results["ONNXTransformer (mapInArrow)"] = timed(
-            sink(transformer.transform(df)), args.repeats
-        )
+        paths: dict[str, Callable[[], object]] = {
+            RAW: raw_ort(model_bytes, x, args.batch),
+            OURS: sink(
+                ONNXTransformer(
+                    model=model_bytes, inputCol="features", outputCol="y", batchSize=args.batch
+                ).transform(df)
+            ),
+        }
+        if "binary" not in skip:  # the same float32 values, packed in a binary column (opt-in)
+            packed = packed_frame(spark, x)
+            paths[BINARY] = sink(
+                ONNXTransformer(
+                    model=model_bytes, inputCol="packed", outputCol="y", batchSize=args.batch
+                ).transform(packed)
+            )
         if "predict_batch_udf" not in skip:
             frame = predict_batch_udf_path(df, model_bytes, widths[0], widths[-1], args.batch)
-            results["predict_batch_udf + ORT"] = timed(sink(frame), args.repeats)
+            paths["predict_batch_udf + ORT"] = sink(frame)
         if "mapInPandas" not in skip:
-            results["mapInPandas + ORT"] = timed(
-                sink(map_in_pandas_path(df, model_bytes, args.batch)), args.repeats
-            )
+            paths["mapInPandas + ORT"] = sink(map_in_pandas_path(df, model_bytes, args.batch))
+        results = timed(paths, args.repeats)
         df.unpersist()
 
-        base = args.rows / results["raw ORT (1 process, 2 threads)"]
+        if BINARY in paths:
+            packed.unpersist()
+        base = args.rows / results[RAW]
         mflop = flops_per_row(widths) / 1e6
         print(f"\n{name} MLP {'-'.join(map(str, widths))} ({mflop:.1f} MFLOP/row)")
         print(f"  {'path':34s} {'rows/s':>10s} {'ratio to raw ORT':>17s}")
         for path, seconds in results.items():
             rate = args.rows / seconds
             print(f"  {path:34s} {rate:10.0f} {rate / base:17.2f}")
-        ours = args.rows / results["ONNXTransformer (mapInArrow)"]
+        ours = args.rows / results[OURS]
         for path in ("predict_batch_udf + ORT", "mapInPandas + ORT"):
             if path in results:
                 print(f"  ONNXTransformer / {path}: {ours / (args.rows / results[path]):.2f}x")

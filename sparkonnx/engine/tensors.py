@@ -1,8 +1,10 @@
 """Arrow columns <-> numpy tensors without per-row Python loops.
 
 Inputs: numeric scalars, (nested) list / large_list / fixed_size_list columns of any numeric type,
-and Spark ML vectors (struct<type, size, indices, values>). Outputs: primitive arrays for rank-1
-tensors, (nested) ListArrays otherwise (Spark's `mapInArrow` cannot take FixedSizeList).
+Spark ML vectors (struct<type, size, indices, values>), and binary columns holding each row's
+tensor as packed little-endian values of the model input's dtype (``ndarray.tobytes()``).
+Outputs: primitive arrays for rank-1 tensors, (nested) ListArrays otherwise (Spark's
+`mapInArrow` cannot take FixedSizeList).
 """
 
 from __future__ import annotations
@@ -145,6 +147,56 @@ def _vectors_to_numpy(arr: pa.StructArray, column: str, expected: str) -> np.nda
     return out
 
 
+def is_binary_type(t: pa.DataType) -> bool:
+    """True for binary / large_binary / fixed_size_binary columns (packed tensors)."""
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
+
+
+def _binary_to_numpy(
+    arr: pa.Array, column: str, dtype: np.dtype, expected: str
+) -> tuple[np.ndarray, list[int]]:
+    """Rows of packed little-endian `dtype` values -> (flat values, [values per row]).
+
+    Zero-copy when the values are aligned; every row must hold the same number of bytes.
+    """
+    if arr.null_count:
+        row = _first_true(arr.is_null().to_numpy(zero_copy_only=False))
+        raise TensorConversionError(
+            f"column {column!r} has a null in row {row}; expected {expected} as packed bytes"
+        )
+    n = len(arr)
+    if pa.types.is_fixed_size_binary(arr.type):
+        width = arr.type.byte_width
+        start = arr.offset * width
+        lengths = np.full(n, width, dtype=np.int64)
+    else:
+        offset_type = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+        offsets = np.frombuffer(arr.buffers()[1], dtype=offset_type)[
+            arr.offset : arr.offset + n + 1
+        ]
+        start = int(offsets[0])
+        lengths = np.diff(offsets)
+    row_bytes = int(lengths[0])
+    if lengths.min() != lengths.max():
+        bad = _first_true(lengths != row_bytes)
+        raise TensorConversionError(
+            f"column {column!r} has rows of different sizes: row {bad} has {int(lengths[bad])} "
+            f"bytes where row 0 has {row_bytes}; expected {expected} as packed bytes"
+        )
+    if row_bytes % dtype.itemsize:
+        raise TensorConversionError(
+            f"column {column!r} has {row_bytes} bytes per row, not a whole number of "
+            f"{dtype.name} values ({dtype.itemsize} bytes each); expected {expected} as packed "
+            "bytes (numpy: array.astype(dtype).tobytes())"
+        )
+    per_row = row_bytes // dtype.itemsize
+    little = dtype.newbyteorder("<")
+    data = np.frombuffer(arr.buffers()[-1], dtype=little, count=n * per_row, offset=start)
+    if start % dtype.itemsize:  # unaligned: copy into an aligned buffer
+        data = data.copy()
+    return data.astype(dtype, copy=False), [per_row]
+
+
 def column_to_tensor(
     column: pa.Array | pa.ChunkedArray,
     column_name: str,
@@ -153,8 +205,9 @@ def column_to_tensor(
 ) -> np.ndarray:
     """Turn an Arrow column into the contiguous numpy tensor `spec` expects (batch axis first).
 
-    Flat arrays are reshaped to the input's static dims (e.g. 150528 floats -> [3, 224, 224]);
-    nested arrays keep their shape. Casts are done only where lossless unless `allow_cast`.
+    Flat arrays and packed binary rows are reshaped to the input's static dims (e.g. 150528
+    floats -> [3, 224, 224]); nested arrays keep their shape. Casts are done only where lossless
+    unless `allow_cast`.
     """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -167,6 +220,8 @@ def column_to_tensor(
     if is_vector_type(t):
         data = _vectors_to_numpy(column, column_name, expected)
         dims = list(data.shape[1:])
+    elif is_binary_type(t):
+        data, dims = _binary_to_numpy(column, column_name, spec.dtype, expected)
     elif _is_list(t):
         flat, dims = _flatten_lists(column, column_name, expected)
         if arrow_value_dtype(flat.type) is None:
@@ -186,7 +241,8 @@ def column_to_tensor(
     else:
         raise TensorConversionError(
             f"column {column_name!r} has type {t}, which cannot feed {expected}; use a numeric "
-            "column, an array (of arrays) of numbers, or a Spark ML vector"
+            "column, an array (of arrays) of numbers, a Spark ML vector, or binary (packed "
+            "values)"
         )
     data = _cast(data, spec.dtype, column_name, expected, allow_cast)
     return _reshape(data, n, dims, spec, column_name, expected)

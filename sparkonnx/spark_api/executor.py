@@ -1,4 +1,7 @@
-"""What runs inside `mapInArrow` on executors: Arrow batches in, model outputs appended.
+"""What runs on executors: Arrow batches in, model outputs out.
+
+`run_partition` is a `mapInArrow` function (whole batches in, outputs appended); `run_columns`
+an iterator `arrow_udf` function (only the input columns in, only the outputs out).
 
 Everything here is pickled by reference (module functions) plus one plain `InferencePlan`
 value, never a Transformer or a SparkSession.
@@ -112,6 +115,33 @@ def _scatter(values: pa.Array, rows: np.ndarray) -> pa.Array:
     return values.take(pa.array(index, mask=~rows))
 
 
+def infer_columns(
+    plan: InferencePlan, session: ModelSession, batch: pa.RecordBatch
+) -> list[tuple[str, pa.Array]]:
+    """(column name, values) of the model outputs for one batch, then any `prepare` extras.
+
+    With a `prepare` hook, rows it leaves out get null outputs.
+    """
+    if batch.num_rows == 0:
+        empty = [(out.column, pa.array([], type=out.arrow_type)) for out in plan.outputs]
+        if plan.prepare is not None:
+            empty += list(plan.prepare(batch).extra)
+        return empty
+    prepared = _prepare(plan, batch)
+    rows = prepared.rows
+    if rows is not None and rows.all():
+        rows = None
+    columns: list[tuple[str, pa.Array]] = []
+    if rows is not None and not rows.any():
+        columns += [(out.column, pa.nulls(batch.num_rows, out.arrow_type)) for out in plan.outputs]
+    else:
+        results = session.run(prepared.feeds, plan.batch_size, [out.output for out in plan.outputs])
+        for out in plan.outputs:
+            values = out.to_arrow(results[out.output], batch, rows)
+            columns.append((out.column, values if rows is None else _scatter(values, rows)))
+    return columns + list(prepared.extra)
+
+
 def infer_batch(
     plan: InferencePlan, session: ModelSession, batch: pa.RecordBatch
 ) -> pa.RecordBatch:
@@ -119,31 +149,11 @@ def infer_batch(
 
     With a `prepare` hook, rows it leaves out get null outputs, and its extra columns follow.
     """
-    names = list(batch.schema.names)
-    columns = list(batch.columns)
-    out_names = [out.column for out in plan.outputs]
-    if batch.num_rows == 0:
-        empty = [pa.array([], type=out.arrow_type) for out in plan.outputs]
-        extra_names: list[str] = []
-        if plan.prepare is not None:
-            extras = plan.prepare(batch).extra
-            extra_names = [name for name, _ in extras]
-            empty += [arr for _, arr in extras]
-        return pa.RecordBatch.from_arrays(columns + empty, names=names + out_names + extra_names)
-    prepared = _prepare(plan, batch)
-    rows = prepared.rows
-    if rows is not None and rows.all():
-        rows = None
-    if rows is not None and not rows.any():
-        columns += [pa.nulls(batch.num_rows, out.arrow_type) for out in plan.outputs]
-    else:
-        results = session.run(prepared.feeds, plan.batch_size, [out.output for out in plan.outputs])
-        for out in plan.outputs:
-            values = out.to_arrow(results[out.output], batch, rows)
-            columns.append(values if rows is None else _scatter(values, rows))
-    extra_names = [name for name, _ in prepared.extra]
-    columns += [arr for _, arr in prepared.extra]
-    return pa.RecordBatch.from_arrays(columns, names=names + out_names + extra_names)
+    added = infer_columns(plan, session, batch)
+    return pa.RecordBatch.from_arrays(
+        [*batch.columns, *(values for _, values in added)],
+        names=[*batch.schema.names, *(name for name, _ in added)],
+    )
 
 
 def run_partition(
@@ -153,6 +163,32 @@ def run_partition(
     session = session_for(plan)
     for batch in batches:
         yield infer_batch(plan, session, batch)
+
+
+def run_columns(
+    plan: InferencePlan, arrays: Iterator[pa.Array | tuple[pa.Array, ...]]
+) -> Iterator[pa.Array]:
+    """The iterator `arrow_udf` function: the model's input columns in, its outputs out.
+
+    ``arrays`` yields one Arrow array per batch (one input column) or a tuple of them, in the
+    order of ``plan.inputs``. Yields the output column, or a struct with one field per output
+    (named after its column) when the model has several. Spark keeps the other columns on the
+    JVM side, so only the inputs travel to Python and only the outputs travel back.
+    """
+    if plan.prepare is not None:
+        raise ValueError("run_columns takes plans without a prepare hook; use run_partition")
+    session = session_for(plan)
+    names = [column for column, _ in plan.inputs]
+    for args in arrays:
+        columns = list(args) if isinstance(args, tuple) else [args]
+        batch = pa.RecordBatch.from_arrays(columns, names=names)
+        outputs = infer_columns(plan, session, batch)
+        if len(outputs) == 1:
+            yield outputs[0][1]
+        else:
+            yield pa.StructArray.from_arrays(
+                [values for _, values in outputs], names=[name for name, _ in outputs]
+            )
 
 
 def session_stats(_: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

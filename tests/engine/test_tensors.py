@@ -153,3 +153,38 @@ def test_empty_batch():
     empty = pa.array([], pa.list_(pa.float32()))
     assert column_to_tensor(empty, "c", spec("N", 4)).shape == (0, 4)
     assert len(tensor_to_arrow(np.zeros((0, 4), np.float32))) == 0
+
+
+@pytest.mark.parametrize("arrow_type", [pa.binary(), pa.large_binary(), pa.binary(4 * 3 * 4 * 4)])
+def test_packed_binary_rows_into_rank4_input(arrow_type):
+    x = np.random.default_rng(1).standard_normal((5, 3, 4, 4)).astype(np.float32)
+    col = pa.array([row.tobytes() for row in x], type=arrow_type)
+    np.testing.assert_array_equal(column_to_tensor(col, "t", spec("N", 3, 4, 4)), x)
+    sliced = column_to_tensor(col.slice(2, 2), "t", spec("N", 3, 4, 4))  # offsets respected
+    np.testing.assert_array_equal(sliced, x[2:4])
+
+
+def test_packed_binary_uses_the_input_dtype_and_copies_unaligned_rows():
+    x = np.arange(6, dtype=np.int64).reshape(2, 3)
+    out = column_to_tensor(pa.array([r.tobytes() for r in x]), "t", spec("N", 3, dtype="int64"))
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(out, x)
+    y = np.arange(8, dtype=np.float32).reshape(2, 4)
+    col = pa.array([b"x" + y[0].tobytes(), y[0].tobytes(), y[1].tobytes()]).slice(1)
+    unaligned = column_to_tensor(col, "t", spec("N", 4))  # data starts at byte 17
+    assert unaligned.flags.aligned
+    np.testing.assert_array_equal(unaligned, y)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([b"\0" * 16, None], "has a null in row 1"),
+        ([b"\0" * 16, b"\0" * 12], "row 1 has 12 bytes where row 0 has 16"),
+        ([b"\0" * 15], "not a whole number of float32 values"),
+        ([b"\0" * 12], r"3 values per row\), which does not fit float32\[N, 4\]"),
+    ],
+)
+def test_packed_binary_errors(rows, message):
+    with pytest.raises(TensorConversionError, match=message):
+        column_to_tensor(pa.array(rows, pa.binary()), "t", spec("N", 4))

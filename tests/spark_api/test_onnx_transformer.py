@@ -67,8 +67,9 @@ def test_sessions_built_once_per_worker_across_partitions(spark):
     df, _ = features_df(spark, n=400, partitions=16)
     transformer = ONNXTransformer(model=proto, inputCol="features", outputCol="pred")
     sha = transformer.getModel().sha256
-    assert transformer.transform(df).count() == 400
-    assert transformer.transform(df).count() == 400  # a second job reuses the same sessions
+    # collect the outputs: a count() alone may skip the model (Spark prunes unused columns)
+    assert len(transformer.transform(df).select("pred").collect()) == 400
+    assert len(transformer.transform(df).select("pred").collect()) == 400  # same sessions
     stats = (
         spark.range(0, 32, numPartitions=8)
         .mapInArrow(session_stats, "pid long, model_sha256 string, sessions_built long")
@@ -235,3 +236,54 @@ def test_save_load_on_connect(connect_spark, workdir):
     df, x = features_df(connect_spark, n=10)
     rows = sorted(loaded.transform(df).collect(), key=lambda r: r.id)
     np.testing.assert_allclose([r.y for r in rows], ort_run(proto, {"x": x})[0], rtol=1e-5)
+
+
+def test_outputs_come_from_one_arrow_udf_and_only_inputs_travel(spark):
+    df, x = features_df(spark, n=40)
+    out = ONNXTransformer(
+        model=testing.two_in_two_out(8),
+        inputMapping={"features": "a", "features2": "b:0"},
+        outputMapping={"sum": "total", "prod": "product"},
+    ).transform(df.withColumn("features2", df.features))
+    plan = out._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("ArrowEvalPython") == 1, plan  # one UDF call feeds both output columns
+    assert "MapInArrow" not in plan, plan
+    rows = sorted(out.collect(), key=lambda r: r.id)
+    np.testing.assert_allclose([r.total for r in rows], 2 * x, rtol=1e-6)
+    np.testing.assert_allclose([r.product for r in rows], x * x, rtol=1e-6)
+
+
+def test_map_in_arrow_fallback_without_arrow_udfs(spark, monkeypatch):
+    from sparkonnx.spark_api import onnx_transformer
+
+    monkeypatch.setattr(onnx_transformer, "arrow_udf_supported", lambda: False)  # pyspark 4.0
+    df, x = features_df(spark, n=30)
+    out = ONNXTransformer(
+        model=testing.two_in_two_out(8),
+        inputMapping={"features": "a", "features2": "b:0"},
+        outputMapping={"sum": "total", "prod": "product"},
+    ).transform(df.withColumn("features2", df.features))
+    assert "MapInArrow" in out._jdf.queryExecution().executedPlan().toString()
+    assert out.columns == ["id", "name", "features", "features2", "total", "product"]
+    rows = sorted(out.collect(), key=lambda r: r.id)
+    np.testing.assert_allclose([r.total for r in rows], 2 * x, rtol=1e-6)
+
+
+def test_binary_column_of_packed_float32(any_spark):
+    x = np.random.default_rng(6).random((6, 3, 8, 8), dtype=np.float32)
+    df = any_spark.createDataFrame(
+        [(i, bytearray(x[i].tobytes())) for i in range(6)], "id int, packed binary"
+    )
+    proto = testing.tiny_cnn()
+    out = ONNXTransformer(model=proto, inputCol="packed", outputCol="scores").transform(df)
+    rows = sorted(out.collect(), key=lambda r: r.id)
+    np.testing.assert_allclose(
+        [r.scores for r in rows], ort_run(proto, {"image": x})[0], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_binary_column_of_the_wrong_size_fails_the_task(spark):
+    df = spark.createDataFrame([(1, bytearray(b"\0" * 12))], "id int, packed binary")
+    out = ONNXTransformer(model=testing.mlp((8, 2)), inputCol="packed", outputCol="y")
+    with pytest.raises(Exception, match=r"3 values per row"):
+        out.transform(df).collect()
