@@ -106,20 +106,37 @@ def timed(fn: Callable[[], Any], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _status(pid: str) -> dict[str, str]:
+    lines = (Path("/proc") / pid / "status").read_text().splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def _descends_from(pid: str, ancestor: int) -> bool:
+    while pid not in ("0", "1"):
+        try:
+            pid = _status(pid)["PPid"].strip()
+        except (OSError, KeyError):
+            return False
+        if pid == str(ancestor):
+            return True
+    return False
+
+
 def python_worker_peak_mb() -> dict[int, float]:
-    """Peak RSS (VmHWM, MB) of every live pyspark Python worker process, by pid (Linux)."""
+    """Peak RSS (VmHWM, MB) of this benchmark's live pyspark Python workers, by pid (Linux):
+    the processes running pyspark.daemon / pyspark.worker under this process's JVM."""
     peaks = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            cmdline = (proc / "cmdline").read_bytes()
             if b"pyspark.daemon" not in cmdline and b"pyspark.worker" not in cmdline:
                 continue
-            for line in (proc / "status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks[int(proc.name)] = int(line.split()[1]) / 1024
-        except OSError:
+            if not _descends_from(proc.name, os.getpid()):
+                continue
+            peaks[int(proc.name)] = int(_status(proc.name)["VmHWM"].split()[0]) / 1024
+        except (OSError, KeyError, ValueError):
             continue
     return peaks
 
