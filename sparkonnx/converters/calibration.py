@@ -2,7 +2,7 @@
 
 A calibration set holds one array per model input, all with the same number of rows. It is
 read from arrays, a `.npy` / `.npz` file, a `.parquet` file or folder (one column per input),
-or a folder of images (decoded with Pillow and resized to the model's input size). Its
+or a folder of images (decoded and preprocessed as ImageTransformer does). Its
 `identity` (a sha256 of the contents) keys the cache of quantized models.
 """
 
@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from sparkonnx.engine.image_preprocess import ImagePreprocessing
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 
 logger = logging.getLogger(__name__)
@@ -111,15 +113,17 @@ def load_calibration(
     *,
     limit: int | None = None,
     seed: int = 0,
+    image_preprocessing: ImagePreprocessing | None = None,
 ) -> CalibrationSet:
     """Read `source` into a CalibrationSet checked against `model`'s inputs.
 
-    `limit` keeps a seeded random subset of at most that many rows.
+    `limit` keeps a seeded random subset of at most that many rows. A folder of images is
+    preprocessed with `image_preprocessing` (default: the model's stored spec and input shape).
     """
     if isinstance(source, CalibrationSet):
         raw, where = dict(source.arrays), source.source
     elif isinstance(source, str | os.PathLike):
-        raw, where = _read_path(Path(source), model), str(source)
+        raw, where = _read_path(Path(source), model, image_preprocessing), str(source)
     elif isinstance(source, np.ndarray):
         raw, where = _by_position([source], model, "<array>"), "<array>"
     elif isinstance(source, Mapping):
@@ -188,7 +192,9 @@ def _check_shape(shape: tuple[int, ...], spec: TensorSpec, where: str) -> None:
 # ---------------------------------------------------------------- files
 
 
-def _read_path(path: Path, model: OnnxModel) -> dict[str, np.ndarray]:
+def _read_path(
+    path: Path, model: OnnxModel, image_preprocessing: ImagePreprocessing | None
+) -> dict[str, np.ndarray]:
     if not path.exists():
         raise FileNotFoundError(f"calibration data not found: {path}; give {_FORMATS}")
     if path.suffix == ".npy":
@@ -202,7 +208,7 @@ def _read_path(path: Path, model: OnnxModel) -> dict[str, np.ndarray]:
     if path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))):
         return _read_parquet(path, model)
     if path.is_dir():
-        return _read_images(path, model)
+        return _read_images(path, model, image_preprocessing)
     raise CalibrationError(f"calibration data {path}: unsupported file type; give {_FORMATS}")
 
 
@@ -234,39 +240,31 @@ def _read_parquet(path: Path, model: OnnxModel) -> dict[str, np.ndarray]:
     }
 
 
-def _image_geometry(spec: TensorSpec, model: OnnxModel) -> tuple[str, int, int, int, str]:
-    """(layout 'NHWC' | 'NCHW', height, width, channels, channel order) for an image input."""
+def read_image_folder(folder: Path) -> pa.Array:
+    """Every image file under `folder` (sorted by path) as Spark image structs, decoded as
+    `read_images` decodes them; unreadable files are logged and become null rows."""
+    from sparkonnx.engine.images import decode_file_batches
+
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise CalibrationError(
+            f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}; give {_FORMATS}"
+        )
+    table = pa.table({"path": [str(f) for f in files], "content": [f.read_bytes() for f in files]})
+    decoded = pa.Table.from_batches(list(decode_file_batches(table.to_batches())))
+    for path, error in zip(decoded.column("path").to_pylist(), decoded.column("error").to_pylist()):
+        if error is not None:
+            logger.warning("calibration: skipping %s (%s)", path, error)
+    return decoded.column("image").combine_chunks()
+
+
+def _read_images(
+    folder: Path, model: OnnxModel, preprocessing: ImagePreprocessing | None
+) -> dict[str, np.ndarray]:
+    """A folder of images -> the model's image input, preprocessed as ImageTransformer does
+    (with `preprocessing`, else the model's stored spec and input shape)."""
     from sparkonnx.converters.metadata import preprocessing_of
-
-    prep = preprocessing_of(model) or {}
-    shape = spec.shape
-    if shape is None or len(shape) != 4:
-        raise CalibrationError(
-            f"a folder of images can only feed a 4-d image input [N, H, W, C] or [N, C, H, W]; "
-            f"the model's input is {spec.describe()}; give a .npy of input tensors instead"
-        )
-    layout = str(prep.get("layout", "")).upper()
-    if layout not in ("NHWC", "NCHW"):
-        layout = "NCHW" if shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4) else "NHWC"
-    h, w, c = (shape[1], shape[2], shape[3]) if layout == "NHWC" else (shape[2], shape[3], shape[1])
-    size = prep.get("input_size")
-    if not (isinstance(h, int) and isinstance(w, int)):
-        if not size:
-            raise CalibrationError(
-                f"the model's input {spec.describe()} has no fixed height/width and its metadata "
-                "has no preprocessing 'input_size'; give a .npy of input tensors instead of images"
-            )
-        h, w = int(size[0]), int(size[1])
-    channels = c if isinstance(c, int) else 3
-    if channels not in (1, 3):
-        raise CalibrationError(
-            f"images can feed 1 or 3 channels; input {spec.describe()} has {channels}"
-        )
-    return layout, h, w, channels, str(prep.get("channel_order", "RGB")).upper()
-
-
-def _read_images(folder: Path, model: OnnxModel) -> dict[str, np.ndarray]:
-    from PIL import Image
+    from sparkonnx.engine.image_preprocess import resolve_preprocessing
 
     if len(model.inputs) != 1:
         raise CalibrationError(
@@ -274,49 +272,15 @@ def _read_images(folder: Path, model: OnnxModel) -> dict[str, np.ndarray]:
             f"{[s.name for s in model.inputs]}; give a .npz or .parquet with one array per input"
         )
     spec = model.inputs[0]
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
+    try:
+        pre = preprocessing or resolve_preprocessing(spec, preprocessing_of(model))
+        tensor, _ = pre.structs_to_tensor(read_image_folder(folder))
+    except ValueError as exc:
         raise CalibrationError(
-            f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}; give {_FORMATS}"
-        )
-    layout, h, w, channels, order = _image_geometry(spec, model)
-    prep = _normalisation(model)
-    images = []
-    for path in files:
-        try:
-            with Image.open(path) as img:
-                pixels = img.convert("L" if channels == 1 else "RGB").resize(
-                    (w, h), Image.Resampling.BILINEAR
-                )
-                arr = np.asarray(pixels, dtype=np.float32)
-        except Exception as exc:  # undecodable file: say which one, skip it
-            logger.warning("calibration: skipping %s, not a readable image (%s)", path, exc)
-            continue
-        arr = arr[..., None] if arr.ndim == 2 else arr
-        if order == "BGR":
-            arr = arr[..., ::-1]
-        images.append(arr)
-    if not images:
-        raise CalibrationError(f"none of the {len(files)} image files under {folder} could be read")
-    batch = np.stack(images)
-    if prep is not None:
-        mean, std = prep
-        batch = (batch - mean) / std
-    if layout == "NCHW":
-        batch = batch.transpose(0, 3, 1, 2)
-    logger.info(
-        "calibration: %d images from %s as %s %dx%d %s", len(images), folder, layout, h, w, order
-    )
-    return {spec.name: batch.astype(spec.dtype) if spec.dtype.kind == "f" else batch.round()}
-
-
-def _normalisation(model: OnnxModel) -> tuple[np.ndarray, np.ndarray] | None:
-    """(mean, std) per channel from unfused preprocessing metadata, else None (raw 0-255)."""
-    from sparkonnx.converters.metadata import preprocessing_of
-
-    prep = preprocessing_of(model) or {}
-    if prep.get("fused") or ("mean" not in prep and "std" not in prep):
-        return None
-    mean = np.asarray(prep.get("mean", 0.0), dtype=np.float32)
-    std = np.asarray(prep.get("std", 1.0), dtype=np.float32)
-    return mean, std
+            f"images under {folder} cannot feed the model's input {spec.describe()}: {exc}; "
+            "give a .npy of input tensors instead"
+        ) from exc
+    if not len(tensor):
+        raise CalibrationError(f"none of the image files under {folder} could be read")
+    logger.info("calibration: %d images from %s as %s", len(tensor), folder, pre)
+    return {spec.name: tensor}

@@ -632,6 +632,7 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
             [column],
             image_feeds(column, in_spec.name, pre),
             device=self.getDevice(),
+            image_preprocessing=pre,
         )
 
 

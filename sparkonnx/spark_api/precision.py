@@ -32,6 +32,7 @@ import pyarrow as pa
 from sparkonnx.converters import metadata
 from sparkonnx.converters.calibration import CalibrationSet, load_calibration
 from sparkonnx.converters.gate import GateTolerance
+from sparkonnx.engine.image_preprocess import ImagePreprocessing
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.tensors import column_to_tensor
 from sparkonnx.spark_api.params import HasPrecision
@@ -130,10 +131,12 @@ def resolve_precision(
     *,
     device: str = "auto",
     allow_cast: bool = False,
+    image_preprocessing: ImagePreprocessing | None = None,
 ) -> OnnxModel:
     """The model the stage should run: `model` itself for 'fp32', else its gated lower-precision
     form (built once per stage, cached on disk). `to_feeds` makes model feeds of a sample of the
     input `columns`; by default `columns` maps tensor columns to model inputs (`tensor_feeds`).
+    Image stages pass their `image_preprocessing`, which a `calibrationPath` image folder gets.
 
     Raises `GateError` (with the measured figures) when the gate refuses the model.
     """
@@ -171,7 +174,7 @@ def resolve_precision(
         if not isinstance(columns, Mapping):
             raise TypeError("without to_feeds, columns must map input columns to TensorSpecs")
         to_feeds = tensor_feeds(columns, allow_cast)
-    built = _build(stage, model, dataset, list(columns), to_feeds, tolerance)
+    built = _build(stage, model, dataset, list(columns), to_feeds, tolerance, image_preprocessing)
     with _lock:
         memo[settings] = built
     return built
@@ -184,6 +187,7 @@ def _build(
     columns: Sequence[str],
     to_feeds: FeedMaker,
     tolerance: GateTolerance,
+    image_preprocessing: ImagePreprocessing | None,
 ) -> OnnxModel:
     from sparkonnx.converters.quantize import quantize
 
@@ -195,7 +199,9 @@ def _build(
     )
     sample = sample_dataframe(dataset, columns, rows, seed, to_feeds)
     if path is not None:  # the user's set calibrates; the DataFrame's rows are the gate's
-        calibration: CalibrationSet | None = load_calibration(path, model, limit=rows, seed=seed)
+        calibration: CalibrationSet | None = load_calibration(
+            path, model, limit=rows, seed=seed, image_preprocessing=image_preprocessing
+        )
         validation: CalibrationSet | None = sample
     elif precision == "int8":
         calibration, validation = sample.split(0.25, seed)

@@ -341,6 +341,30 @@ def test_image_folder_layout_size_and_channel_order(tmp_path: Path) -> None:
     assert nhwc_model is not None
 
 
+def test_image_folder_feeds_a_fused_uint8_zoo_style_input(tmp_path: Path) -> None:
+    """uint8 BGR [N, H, W, 3] of any size (the zoo's fused graphs): resized to the stored
+    input_size, kept uint8, as ImageTransformer feeds it."""
+    images = smooth_images(3, size=40)
+    folder = write_images(tmp_path / "imgs", images)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["y"])],
+        "fused",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", "H", "W", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, ["N", "H", "W", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    spec = {"fused": True, "layout": "NHWC", "channel_order": "BGR", "dtype": "uint8"}
+    metadata.write(model, {metadata.PREPROCESSING: json.dumps({**spec, "input_size": [16, 16]})})
+    x = load_calibration(folder, OnnxModel.load(model)).arrays["image"]
+    assert x.dtype == np.uint8 and x.shape == (3, 16, 16, 3)
+    expected = [
+        np.asarray(Image.fromarray(img).resize((16, 16), Image.Resampling.BILINEAR))[..., ::-1]
+        for img in images
+    ]
+    np.testing.assert_allclose(x, np.stack(expected), atol=1)
+
+
 def test_calibration_errors_say_what_to_give(tmp_path: Path, cnn: OnnxModel) -> None:
     with pytest.raises(CalibrationError, match=r"has shape \[4, 3, 8, 8\].*image: float32"):
         load_calibration(np.zeros((4, 3, 8, 8), np.float32), cnn)

@@ -104,6 +104,25 @@ def test_all_zero_calibration_images_are_refused(
     assert not list(cache.glob("*.onnx"))
 
 
+def test_calibration_folder_is_preprocessed_as_the_stage_does(
+    photos_df, cache: Path, workdir: Path
+) -> None:
+    from tests.converters.test_quantize import write_images
+
+    folder = write_images(workdir / "calib", smooth_images(40, seed=7, size=48))  # resized
+    stage = _stage(
+        precision="int8",
+        calibrationPath=str(folder),
+        calibrationRows=ROWS + 1,
+        precisionTolerance={"top1": 0.95},
+    )
+    stage.transform(photos_df).count()
+    record = quantization_of(OnnxModel.from_path(next(cache.glob("*.onnx"))))
+    assert record is not None and record["gate"]["passed"]
+    assert record["calibration"]["source"] == str(folder) and record["calibration"]["rows"] == 40
+    assert record["gate"]["rows"] == ROWS  # every valid sampled row checks it
+
+
 def test_precision_params_round_trip_through_save_load(photos_df, cache: Path, workdir: Path):
     stage = _stage(
         precision="int8", calibrationRows=40, calibrationSeed=5, precisionTolerance={"top1": 0.9}
