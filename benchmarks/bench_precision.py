@@ -9,7 +9,8 @@ predict_batch_udf), on local[2] with one core per task, every path written to th
   (mean cosine of the features vs fp32 >= 0.99) and caches the model (timed separately);
 - predict_batch_udf + Keras: the zoo's Keras network (same weights) and preprocessing as one
   tf.function, one TF thread per task.
-Each path: one untimed warm-up run, then the median of --repeats runs. Prints img/s, ratios,
+Each path: one untimed warm-up run, then --repeats rounds of one run of each path in turn; the
+median per path. Prints img/s, ratios,
 the gate's figures and the int8 vs fp32 agreement over every image. Not a test: run by hand.
 
     .venv/bin/python benchmarks/bench_precision.py [--images 256] [--repeats 3]
@@ -31,9 +32,9 @@ from benchmarks.zoo_common import (  # after sys.path: `python benchmarks/x.py` 
     cosine_rows,
     describe_worker_memory,
     image_dataframe,
+    interleaved,
     keras_zoo_udf,
     local_spark,
-    write_seconds,
 )
 
 MODEL = "ResNet50"
@@ -75,11 +76,16 @@ def main() -> None:
         "id", keras_zoo_udf(MODEL, "features", args.batch, spec.input_size)("pixels").alias("f")
     )
 
-    rates = {}
-    for name, out in (("fp32", fp32), ("int8", int8), ("keras", keras)):
-        rates[name] = args.images / write_seconds(out, args.repeats)
-        if name == "int8":
-            memory = describe_worker_memory()
+    outputs = {"fp32": fp32, "int8": int8, "keras": keras}
+    seconds = interleaved(
+        {
+            name: (lambda out=out: out.write.format("noop").mode("overwrite").save())
+            for name, out in outputs.items()
+        },
+        args.repeats,
+    )
+    rates = {name: args.images / value for name, value in seconds.items()}
+    memory = describe_worker_memory()
     features = {
         name: collect_vectors(out, "f")
         for name, out in (("fp32", fp32), ("int8", int8), ("keras", keras))

@@ -7,8 +7,9 @@ predict_batch_udf).
 - DeepImageFeaturizer: the whole Spark path (one transformed DataFrame) to the `noop` sink;
 - predict_batch_udf + Keras: the zoo's Keras network (same seeded weights) and preprocessing
   as one tf.function, one TF thread per task, on the same pixels.
-Every path: one untimed warm-up run (workers start, sessions / Keras models are built), then the
-median of --repeats runs. Weights are random (weights=None, seed 0): speed does not depend on
+Every path: one untimed warm-up run (workers start, sessions / Keras models are built), then
+--repeats rounds of one run of each path in turn (so a load change hits all paths alike); the
+median per path. Weights are random (weights=None, seed 0): speed does not depend on
 them. Prints img/s, ratios and the Python workers' peak memory. Not a test: run it by hand.
 
     .venv/bin/python benchmarks/bench_zoo.py [--images 256] [--model ResNet50] [--repeats 3]
@@ -25,10 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.zoo_common import (  # after sys.path: `python benchmarks/x.py` works
     describe_worker_memory,
     image_dataframe,
+    interleaved,
     keras_zoo_udf,
     local_spark,
-    timed,
-    write_seconds,
 )
 
 
@@ -55,20 +55,25 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = os.cpu_count() or 2
     session = ort.InferenceSession(model.model_bytes, options, providers=["CPUExecutionProvider"])
-    raw = n / timed(
-        lambda: [session.run(["features"], {"image": bgr[i : i + b]}) for i in range(0, n, b)],
-        args.repeats,
-    )
 
     spark = local_spark()
     df = image_dataframe(spark, bgr)
     featurizer = DeepImageFeaturizer(
         inputCol="image", outputCol="features", modelName=spec.name, weights=None, batchSize=b
     )
-    ours = n / write_seconds(featurizer.transform(df.select("id", "image")), args.repeats)
-    memory = describe_worker_memory()
+    ours_df = featurizer.transform(df.select("id", "image"))
     keras_udf = keras_zoo_udf(spec.name, "features", b, spec.input_size)
-    keras = n / write_seconds(df.select("id", keras_udf("pixels").alias("f")), args.repeats)
+    keras_df = df.select("id", keras_udf("pixels").alias("f"))
+    paths = {
+        "raw": lambda: [
+            session.run(["features"], {"image": bgr[i : i + b]}) for i in range(0, n, b)
+        ],
+        "ours": lambda: ours_df.write.format("noop").mode("overwrite").save(),
+        "keras": lambda: keras_df.write.format("noop").mode("overwrite").save(),
+    }
+    seconds = interleaved(paths, args.repeats)
+    memory = describe_worker_memory()
+    raw, ours, keras = (n / seconds[k] for k in ("raw", "ours", "keras"))
 
     print(f"\n{spec.name} features, {n} images {spec.input_size}, batch {b}, local[2], 2 cores")
     print(f"  raw ORT (1 process, 2 threads)  {raw:8.1f} img/s  1.00")

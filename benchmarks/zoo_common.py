@@ -83,27 +83,18 @@ def keras_zoo_udf(model_name: str, output: str, batch_size: int, size: tuple[int
     )
 
 
-def write_seconds(df: Any, repeats: int) -> float:
-    """Median seconds of writing `df` to the noop sink, after one untimed warm-up run (which
-    starts the Python workers and builds their sessions / Keras models)."""
-    times = []
-    for i in range(repeats + 1):
-        start = time.perf_counter()
-        df.write.format("noop").mode("overwrite").save()
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> float:
-    """Median seconds of `fn()` after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved(paths: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median seconds per path: one untimed warm-up call each, then `repeats` rounds calling
+    every path once in turn, so a change of machine load hits all paths alike."""
+    for fn in paths.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(repeats):
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _status(pid: str) -> dict[str, str]:
