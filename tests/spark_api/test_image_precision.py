@@ -23,12 +23,6 @@ from tests.converters.test_quantize import as_nchw, small_classifier, smooth_ima
 ROWS = 64
 
 
-@pytest.fixture()
-def cache(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SPARKONNX_CACHE", str(workdir / "cache"))
-    return workdir / "cache" / "precision"
-
-
 @pytest.fixture(scope="module")
 def rgb() -> np.ndarray:
     return smooth_images(ROWS, seed=0)
@@ -70,7 +64,7 @@ def test_calibration_sample_is_the_preprocessed_model_input(photos_df, rgb) -> N
 
 
 def test_int8_image_transformer_gates_caches_and_keeps_invalid_rows(
-    photos_df, cache: Path, caplog: pytest.LogCaptureFixture
+    photos_df, precision_cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="sparkonnx")
     fp32, _ = _scores(_stage().transform(photos_df))
@@ -80,7 +74,7 @@ def test_int8_image_transformer_gates_caches_and_keeps_invalid_rows(
     assert (fp32.argmax(1) == int8.argmax(1)).mean() >= 0.95
     assert np.abs(fp32 - int8).max() > 0  # really another model
     assert rows[ROWS].p is None and rows[ROWS].error  # the broken row kept, with its reason
-    (cached,) = cache.glob("*.onnx")
+    (cached,) = precision_cache.glob("*.onnx")
     model = OnnxModel.from_path(cached)
     assert model.metadata[metadata.PRECISION] == "int8"
     record = quantization_of(model)
@@ -90,7 +84,7 @@ def test_int8_image_transformer_gates_caches_and_keeps_invalid_rows(
 
 
 def test_all_zero_calibration_images_are_refused(
-    photos_df, cache: Path, workdir: Path, rgb: np.ndarray
+    photos_df, precision_cache: Path, workdir: Path, rgb: np.ndarray
 ) -> None:
     from PIL import Image
 
@@ -101,11 +95,11 @@ def test_all_zero_calibration_images_are_refused(
     stage = _stage(precision="int8", calibrationPath=str(folder), calibrationRows=ROWS + 1)
     with pytest.raises(GateError, match=r"top-1 agreement 0\.\d+ \(\d+/64 rows"):
         stage.transform(photos_df)
-    assert not list(cache.glob("*.onnx"))
+    assert not list(precision_cache.glob("*.onnx"))
 
 
 def test_calibration_folder_is_preprocessed_as_the_stage_does(
-    photos_df, cache: Path, workdir: Path
+    photos_df, precision_cache: Path, workdir: Path
 ) -> None:
     from tests.converters.test_quantize import write_images
 
@@ -117,13 +111,15 @@ def test_calibration_folder_is_preprocessed_as_the_stage_does(
         precisionTolerance={"top1": 0.95},
     )
     stage.transform(photos_df).count()
-    record = quantization_of(OnnxModel.from_path(next(cache.glob("*.onnx"))))
+    record = quantization_of(OnnxModel.from_path(next(precision_cache.glob("*.onnx"))))
     assert record is not None and record["gate"]["passed"]
     assert record["calibration"]["source"] == str(folder) and record["calibration"]["rows"] == 40
     assert record["gate"]["rows"] == ROWS  # every valid sampled row checks it
 
 
-def test_precision_params_round_trip_through_save_load(photos_df, cache: Path, workdir: Path):
+def test_precision_params_round_trip_through_save_load(
+    photos_df, precision_cache: Path, workdir: Path
+) -> None:
     stage = _stage(
         precision="int8", calibrationRows=40, calibrationSeed=5, precisionTolerance={"top1": 0.9}
     )

@@ -20,12 +20,6 @@ from tests.converters.test_quantize import as_nchw, small_classifier, smooth_ima
 ROWS = 64
 
 
-@pytest.fixture()
-def cache(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SPARKONNX_CACHE", str(workdir / "cache"))
-    return workdir / "cache" / "precision"
-
-
 @pytest.fixture(scope="module")
 def images_df(spark):  # type: ignore[no-untyped-def]
     x = as_nchw(smooth_images(ROWS, seed=0)).reshape(ROWS, -1)
@@ -46,7 +40,10 @@ def _stage(**params: object) -> ONNXTransformer:
 
 
 def test_int8_calibrates_on_a_dataframe_sample_gates_and_caches(
-    images_df, cache: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    images_df,
+    precision_cache: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     caplog.set_level(logging.INFO, logger="sparkonnx")
     fp32 = _probabilities(_stage().transform(images_df))
@@ -56,7 +53,7 @@ def test_int8_calibrates_on_a_dataframe_sample_gates_and_caches(
     assert "int8 accuracy gate passed" in caplog.text and "top-1 agreement" in caplog.text
     assert (fp32.argmax(1) == int8.argmax(1)).mean() >= 0.95
     assert np.abs(fp32 - int8).max() > 0  # really another model
-    (cached,) = cache.glob("*.onnx")
+    (cached,) = precision_cache.glob("*.onnx")
     model = OnnxModel.from_path(cached)
     assert model.metadata[metadata.PRECISION] == "int8"
     record = quantization_of(model)
@@ -71,17 +68,17 @@ def test_int8_calibrates_on_a_dataframe_sample_gates_and_caches(
     monkeypatch.setattr(precision, "sample_dataframe", no_sampling)
     np.testing.assert_array_equal(_probabilities(stage.transform(images_df)), int8)
     monkeypatch.undo()
-    monkeypatch.setenv("SPARKONNX_CACHE", str(cache.parent))
+    monkeypatch.setenv("SPARKONNX_CACHE", str(precision_cache.parent))
 
     caplog.clear()
     again = _probabilities(_stage(precision="int8", calibrationRows=ROWS).transform(images_df))
     np.testing.assert_array_equal(again, int8)  # same sample -> the cached model
     assert "int8 model from the cache" in caplog.text and "top1" in caplog.text
-    assert len(list(cache.glob("*.onnx"))) == 1
+    assert len(list(precision_cache.glob("*.onnx"))) == 1
 
 
 def test_zero_calibration_path_is_refused_at_transform(
-    images_df, cache: Path, workdir: Path
+    images_df, precision_cache: Path, workdir: Path
 ) -> None:
     zeros = workdir / "zeros.npy"
     np.save(zeros, np.zeros((32, 3, 32, 32), np.float32))
@@ -89,11 +86,11 @@ def test_zero_calibration_path_is_refused_at_transform(
     with pytest.raises(GateError, match=r"top-1 agreement 0\.\d+ \(\d+/64 rows") as info:
         stage.transform(images_df)
     assert not info.value.report.passed and "refused" in str(info.value)
-    assert not list(cache.glob("*.onnx"))  # nothing refused is cached
+    assert not list(precision_cache.glob("*.onnx"))  # nothing refused is cached
 
 
 def test_user_calibration_path_calibrates_and_dataframe_rows_gate(
-    images_df, cache: Path, workdir: Path
+    images_df, precision_cache: Path, workdir: Path
 ) -> None:
     good = workdir / "calib.npy"
     np.save(good, as_nchw(smooth_images(40, seed=7)))
@@ -104,14 +101,14 @@ def test_user_calibration_path_calibrates_and_dataframe_rows_gate(
         precisionTolerance={"top1": 0.95},  # 63/64: one near-tie row flips with this set
     )
     stage.transform(images_df).count()
-    record = quantization_of(OnnxModel.from_path(next(cache.glob("*.onnx"))))
+    record = quantization_of(OnnxModel.from_path(next(precision_cache.glob("*.onnx"))))
     assert record is not None
     assert record["calibration"]["source"] == str(good) and record["calibration"]["rows"] == 40
     assert record["gate"]["rows"] == ROWS  # the whole DataFrame sample checks it
 
 
 def test_fp16_warns_on_cpu_and_stays_close(
-    images_df, cache: Path, caplog: pytest.LogCaptureFixture
+    images_df, precision_cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     fp32 = _probabilities(_stage().transform(images_df))
     fp16 = _probabilities(_stage(precision="fp16", device="cpu").transform(images_df))
@@ -120,7 +117,7 @@ def test_fp16_warns_on_cpu_and_stays_close(
 
 
 def test_precision_params_round_trip_through_save_load(
-    spark, images_df, cache: Path, workdir: Path, caplog: pytest.LogCaptureFixture
+    spark, images_df, precision_cache: Path, workdir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     calib = workdir / "calib.npy"
     np.save(calib, as_nchw(smooth_images(40, seed=7)))
@@ -159,7 +156,7 @@ def test_offline_int8_model_runs_as_is(images_df, monkeypatch: pytest.MonkeyPatc
         stage.setPrecision("fp16").transform(images_df)
 
 
-def test_bad_values_and_tiny_dataframes(spark, cache: Path) -> None:
+def test_bad_values_and_tiny_dataframes(spark, precision_cache: Path) -> None:
     with pytest.raises(TypeError, match=r"precision must be one of 'fp32', 'int8'.*got 'int4'"):
         ONNXTransformer(precision="int4")
     with pytest.raises(TypeError, match="calibrationRows must be an integer >= 2"):
