@@ -173,10 +173,9 @@ def run_columns(
     ``arrays`` yields one Arrow array per batch (one input column) or a tuple of them, in the
     order of ``plan.inputs``. Yields the output column, or a struct with one field per output
     (named after its column) when the model has several. Spark keeps the other columns on the
-    JVM side, so only the inputs travel to Python and only the outputs travel back.
+    JVM side, so only the inputs travel to Python and only the outputs travel back. A `prepare`
+    hook (the image stages) gets a batch holding only the input columns.
     """
-    if plan.prepare is not None:
-        raise ValueError("run_columns takes plans without a prepare hook; use run_partition")
     session = session_for(plan)
     names = [column for column, _ in plan.inputs]
     for args in arrays:

@@ -461,8 +461,16 @@ class ImageModelBase(
         plan: InferencePlan,
         schema: T.StructType,
     ) -> DataFrame:
+        from sparkonnx.spark_api.onnx_transformer import (
+            _with_output_columns,
+            arrow_udf_supported,
+        )
+
         plan = dataclasses.replace(plan, model=ship_model(dataset.sparkSession, model))
-        result = dataset.mapInArrow(partial(run_partition, plan), schema)
+        if arrow_udf_supported():  # only the image column goes to Python, only outputs return
+            result = _with_output_columns(dataset, plan, schema)
+        else:
+            result = dataset.mapInArrow(partial(run_partition, plan), schema)
         if self.getOutputMode() == "vector" and self.getOutputFormat() == "vector":
             from pyspark.ml.functions import array_to_vector
             from pyspark.sql import functions as F
