@@ -27,7 +27,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.zoo_common import (  # after sys.path: `python benchmarks/x.py` works
+from benchmarks.common import (  # after sys.path: `python benchmarks/x.py` works
     collect_vectors,
     cosine_rows,
     describe_worker_memory,

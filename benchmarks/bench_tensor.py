@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -28,8 +26,11 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 import itertools
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import interleaved  # after sys.path: `python benchmarks/x.py` works
 from sparkonnx import ONNXTransformer, testing
-from sparkonnx.spark_api.onnx_transformer import arrow_udf_supported
+from sparkonnx.spark_api.arrow_udf_path import arrow_udf_supported
 
 MODELS = {"light": (256, 512, 512, 16), "heavy": (256, 2048, 2048, 16)}
 RAW = "raw ORT (1 process, 2 threads)"
@@ -39,22 +40,6 @@ BINARY = "ONNXTransformer, binary column"
 
 def flops_per_row(widths: tuple[int, ...]) -> float:
     return 2.0 * sum(a * b for a, b in itertools.pairwise(widths))
-
-
-def timed(paths: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per path: one warm-up run each, then `repeats` rounds, interleaved.
-
-    Interleaving spreads any load from other processes on the machine over every path.
-    """
-    for fn in paths.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    for _ in range(repeats):
-        for name, fn in paths.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def raw_ort(model_bytes: bytes, x: np.ndarray, batch: int) -> Callable[[], object]:
@@ -188,7 +173,7 @@ def main() -> None:
             paths["predict_batch_udf + ORT"] = sink(frame)
         if "mapInPandas" not in skip:
             paths["mapInPandas + ORT"] = sink(map_in_pandas_path(df, model_bytes, args.batch))
-        results = timed(paths, args.repeats)
+        results = interleaved(paths, args.repeats)
         df.unpersist()
 
         if BINARY in paths:

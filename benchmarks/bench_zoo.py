@@ -23,7 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.zoo_common import (  # after sys.path: `python benchmarks/x.py` works
+from benchmarks.common import (  # after sys.path: `python benchmarks/x.py` works
     describe_worker_memory,
     image_dataframe,
     interleaved,

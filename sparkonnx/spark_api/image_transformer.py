@@ -41,7 +41,8 @@ from sparkonnx.engine.image_preprocess import (
 from sparkonnx.engine.images import IMAGE_ARROW_TYPE, ImageDecodeError, batch_to_image_structs
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
-from sparkonnx.spark_api.executor import InferencePlan, OutputColumn, PreparedBatch, run_partition
+from sparkonnx.spark_api.arrow_udf_path import add_model_columns
+from sparkonnx.spark_api.executor import InferencePlan, OutputColumn, PreparedBatch
 from sparkonnx.spark_api.images import IMAGE_STRUCT_TYPE, require_image_column
 from sparkonnx.spark_api.params import (
     HasModelFile,
@@ -461,16 +462,8 @@ class ImageModelBase(
         plan: InferencePlan,
         schema: T.StructType,
     ) -> DataFrame:
-        from sparkonnx.spark_api.onnx_transformer import (
-            _with_output_columns,
-            arrow_udf_supported,
-        )
-
         plan = dataclasses.replace(plan, model=ship_model(dataset.sparkSession, model))
-        if arrow_udf_supported():  # only the image column goes to Python, only outputs return
-            result = _with_output_columns(dataset, plan, schema)
-        else:
-            result = dataset.mapInArrow(partial(run_partition, plan), schema)
+        result = add_model_columns(dataset, plan, schema)  # only the image column goes to Python
         if self.getOutputMode() == "vector" and self.getOutputFormat() == "vector":
             from pyspark.ml.functions import array_to_vector
             from pyspark.sql import functions as F

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from functools import partial
 from typing import Any
 
 from pyspark import keyword_only
@@ -17,7 +16,8 @@ from pyspark.sql import types as T
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
 from sparkonnx.engine.tensors import TensorConversionError
-from sparkonnx.spark_api.executor import InferencePlan, OutputColumn, run_columns, run_partition
+from sparkonnx.spark_api.arrow_udf_path import add_model_columns
+from sparkonnx.spark_api.executor import InferencePlan, OutputColumn
 from sparkonnx.spark_api.params import (
     HasModelFile,
     HasPrecision,
@@ -199,20 +199,13 @@ class ONNXTransformer(
         model = self._precision_model(model, plan, dataset)
         spark = dataset.sparkSession
         plan = dataclasses.replace(plan, model=ship_model(spark, model))
-        if arrow_udf_supported():
-            result = _with_output_columns(dataset, plan, schema)
-        else:
-            result = dataset.mapInArrow(partial(run_partition, plan), schema)
+        result = add_model_columns(dataset, plan, schema)
         if self.getOutputFormat() == "vector":
             from pyspark.ml.functions import array_to_vector
 
             for out in plan.outputs:
                 result = result.withColumn(out.column, array_to_vector(result[out.column]))
         return result
-
-
-#: A struct column name no DataFrame is expected to hold (multi-output models, briefly).
-_OUTPUTS_COLUMN = "__sparkonnx_outputs__"
 
 
 def _check_input(schema: T.StructType, column: str, spec: TensorSpec, allow_cast: bool) -> None:
@@ -225,55 +218,3 @@ def _check_input(schema: T.StructType, column: str, spec: TensorSpec, allow_cast
             )
         return
     check_input_column(schema, column, spec, allow_cast)
-
-
-def arrow_udf_supported() -> bool:
-    """True when pyspark has iterator Arrow UDFs (4.1+), the fast path of ONNXTransformer."""
-    from pyspark.util import PythonEvalType
-
-    return hasattr(PythonEvalType, "SQL_SCALAR_ARROW_ITER_UDF")
-
-
-def _quoted(column: str) -> str:
-    """A column name as a reference Spark will not split on dots."""
-    return "`" + column.replace("`", "``") + "`"
-
-
-def _scalar_arrow_iter_udf(dataset: DataFrame, fn: Any, return_type: T.DataType) -> Any:
-    """An iterator Arrow UDF for `dataset`'s kind of session (classic or Spark Connect).
-
-    Built from the session kind of the DataFrame, not from the process (`arrow_udf` asks
-    `is_remote()`, which is wrong when classic and Connect sessions live in one process).
-    """
-    from pyspark.util import PythonEvalType
-
-    eval_type = PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF
-    if type(dataset).__module__.startswith("pyspark.sql.connect"):
-        from pyspark.sql.connect.udf import UserDefinedFunction as ConnectUDF
-
-        return ConnectUDF(fn, returnType=return_type, evalType=eval_type)
-    from pyspark.sql.udf import UserDefinedFunction
-
-    return UserDefinedFunction(fn, returnType=return_type, evalType=eval_type)
-
-
-def _with_output_columns(
-    dataset: DataFrame, plan: InferencePlan, schema: T.StructType
-) -> DataFrame:
-    """`dataset` with the model outputs appended, through one iterator Arrow UDF.
-
-    Unlike `mapInArrow`, only the input columns go to Python and only the outputs come back;
-    Spark keeps the other columns (and the row order) on the JVM side. A multi-output model
-    returns one struct, split into its columns (the UDF runs once per row either way).
-    """
-    fields = schema.fields[len(dataset.schema.fields) :]
-    return_type: T.DataType = fields[0].dataType if len(fields) == 1 else T.StructType(fields)
-    udf = _scalar_arrow_iter_udf(dataset, partial(run_columns, plan), return_type)
-    call = udf(*(_quoted(column) for column, _ in plan.inputs))  # names: classic or Connect
-    if len(fields) == 1:
-        return dataset.withColumn(fields[0].name, call)
-    if _OUTPUTS_COLUMN in dataset.columns:
-        raise ValueError(f"the DataFrame already has a column named {_OUTPUTS_COLUMN!r}")
-    packed = dataset.withColumn(_OUTPUTS_COLUMN, call)
-    outputs = {f.name: packed[_OUTPUTS_COLUMN].getField(f.name) for f in fields}
-    return packed.withColumns(outputs).drop(_OUTPUTS_COLUMN)

@@ -254,9 +254,9 @@ def test_outputs_come_from_one_arrow_udf_and_only_inputs_travel(spark):
 
 
 def test_map_in_arrow_fallback_without_arrow_udfs(spark, monkeypatch):
-    from sparkonnx.spark_api import onnx_transformer
+    from sparkonnx.spark_api import arrow_udf_path
 
-    monkeypatch.setattr(onnx_transformer, "arrow_udf_supported", lambda: False)  # pyspark 4.0
+    monkeypatch.setattr(arrow_udf_path, "arrow_udf_supported", lambda: False)  # pyspark 4.0
     df, x = features_df(spark, n=30)
     out = ONNXTransformer(
         model=testing.two_in_two_out(8),

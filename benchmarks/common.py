@@ -1,5 +1,5 @@
-"""What the zoo benchmarks share: the Spark session, the image DataFrame, the Keras baseline,
-timing and the Python workers' peak memory. Not a test: imported by bench_zoo / bench_precision.
+"""What the benchmarks share: interleaved timing, the Spark session, the image DataFrame, the Keras
+baseline and the Python workers' peak memory. Not a test: imported by the bench_* scripts.
 """
 
 from __future__ import annotations
