@@ -70,6 +70,12 @@ class _ZooStage(
             kwargs["weights"] = "none" if kwargs["weights"] is None else str(kwargs["weights"])
         self._set(**{k: v for k, v in kwargs.items() if v is not None})
 
+    def setInputCol(self, value: str) -> Any:
+        return self._set(inputCol=value)
+
+    def setOutputCol(self, value: str) -> Any:
+        return self._set(outputCol=value)
+
     def getModelName(self) -> str:
         return self.getOrDefault(self.modelName)
 

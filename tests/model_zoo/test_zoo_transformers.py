@@ -157,3 +157,20 @@ def test_precision_params_persist_on_zoo_stages(spark, workdir):
     stage.save(str(workdir / "int8-featurizer"))
     loaded = DeepImageFeaturizer.load(str(workdir / "int8-featurizer"))
     assert loaded.getPrecision() == "int8" and loaded.getCalibrationRows() == 64
+
+
+def test_a_stage_reads_its_model_once_across_transforms(
+    spark, zoo_cache, two_class_images, monkeypatch
+):
+    from sparkonnx.model_zoo import build
+
+    calls = []
+    real = build.build_model
+    monkeypatch.setattr(build, "build_model", lambda *a, **k: calls.append(a) or real(*a, **k))
+    stage = DeepImageFeaturizer(inputCol="image", outputCol="f", modelName=MODEL, weights=None)
+    first = stage.transform(two_class_images)
+    second = stage.transform(two_class_images)
+    assert len(calls) == 1  # not re-read (and re-hashed) from the disk cache on every transform
+    assert first.count() == second.count() == 25
+    stage.setOutputCol("g")  # other Params: another inner stage, same model bytes
+    assert "g" in stage.transform(two_class_images).columns
