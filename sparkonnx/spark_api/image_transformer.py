@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -152,16 +152,51 @@ def prepare_images(
     return PreparedBatch({input_name: tensor}, images.valid, extra)
 
 
-def image_feeds(
+#: What `preprocess_sample` yields: each row's model input bytes (null: invalid image) + shape.
+SAMPLE_SCHEMA = "tensor binary, shape array<int>"
+
+
+def preprocess_sample(
+    column: str, preprocessing: ImagePreprocessing, batches: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """A `mapInArrow` function: sampled image structs -> their preprocessed model input, one
+    row each (the tensor's bytes and shape; null bytes for invalid images)."""
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        tensor, images = preprocessing.structs_to_tensor(batch.column(column))
+        flat = iter(tensor.reshape(len(tensor), -1))
+        shape = list(tensor.shape[1:])
+        data = [next(flat).tobytes() if ok else None for ok in images.valid]
+        yield pa.RecordBatch.from_arrays(
+            [pa.array(data, pa.binary()), pa.array([shape] * len(data), pa.list_(pa.int32()))],
+            names=["tensor", "shape"],
+        )
+
+
+def image_sampler(
     column: str, input_name: str, preprocessing: ImagePreprocessing
-) -> Callable[[pa.Table], dict[str, np.ndarray]]:
-    """Sampled image structs -> the model input of their valid images (calibration feeds)."""
+) -> tuple[Callable[[Any], Any], Callable[[pa.Table], dict[str, np.ndarray]]]:
+    """(executor step, driver feeds) for calibrating on an image column: images are resized and
+    preprocessed on the executors; only the model-sized tensors reach the driver."""
+
+    def on_executors(df: Any) -> Any:
+        return df.mapInArrow(partial(preprocess_sample, column, preprocessing), SAMPLE_SCHEMA)
 
     def feeds(table: pa.Table) -> dict[str, np.ndarray]:
-        tensor, _ = preprocessing.structs_to_tensor(table.column(column).combine_chunks())
-        return {input_name: tensor}
+        data, shapes = table.column("tensor").to_pylist(), table.column("shape").to_pylist()
+        valid = [(d, tuple(s)) for d, s in zip(data, shapes) if d is not None]
+        if len({s for _, s in valid}) > 1:
+            raise ValueError(
+                f"image column {column!r}: the sampled images have different sizes "
+                f"{sorted({s for _, s in valid})} and the model takes any size; set "
+                "inputSize=[height, width] to resize them"
+            )
+        dtype = np.dtype(preprocessing.dtype)
+        arrays = [np.frombuffer(d, dtype).reshape(s) for d, s in valid]
+        return {input_name: np.stack(arrays) if arrays else np.empty((0,), dtype)}
 
-    return feeds
+    return on_executors, feeds
 
 
 # --------------------------------------------------------------------------- Params
@@ -622,6 +657,7 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
         from sparkonnx.spark_api.precision import resolve_precision
 
         column = self.getInputCol()
+        on_executors, feeds = image_sampler(column, in_spec.name, pre)
         pruned: dict[tuple[str, str], OnnxModel] = self.__dict__.setdefault("_pruned_models", {})
         key = (model.sha256, out_spec.name)
         if key not in pruned:
@@ -631,9 +667,10 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
             pruned[key],
             dataset,
             [column],
-            image_feeds(column, in_spec.name, pre),
+            feeds,
             device=self.getDevice(),
             image_preprocessing=pre,
+            on_executors=on_executors,
         )
 
 

@@ -95,17 +95,30 @@ def tensor_feeds(columns: Mapping[str, TensorSpec], allow_cast: bool = False) ->
 
 
 def sample_dataframe(
-    dataset: Any, columns: Sequence[str], rows: int, seed: int, to_feeds: FeedMaker
+    dataset: Any,
+    columns: Sequence[str],
+    rows: int,
+    seed: int,
+    to_feeds: FeedMaker,
+    on_executors: Callable[[Any], Any] | None = None,
 ) -> CalibrationSet:
     """A seeded random sample of `rows` rows of `columns`, made into model feeds by `to_feeds`.
 
-    One Spark job: a top-`rows` by a seeded random key, which keeps `rows` rows per partition
-    and never shuffles the whole DataFrame.
+    Without `on_executors`: one Spark job, a top-`rows` by a seeded random key (it keeps `rows`
+    rows per partition and never shuffles the whole DataFrame). With it (a DataFrame ->
+    DataFrame step that shrinks rows, e.g. images -> preprocessed tensors): a count, then a
+    seeded Bernoulli sample of about twice `rows` rows goes through the step on the executors,
+    so only shrunk rows are sorted and reach the driver.
     """
     from sparkonnx.spark_api.training_data import sql_functions
 
     F, _ = sql_functions(dataset)
-    sample = dataset.select(*columns).orderBy(F.rand(seed)).limit(rows).toArrow()
+    picked = dataset.select(*columns)
+    if on_executors is not None:
+        total = dataset.count()
+        fraction = min(1.0, 2.0 * rows / max(total, 1))
+        picked = on_executors(picked if fraction >= 1.0 else picked.sample(fraction, seed))
+    sample = picked.orderBy(F.rand(seed)).limit(rows).toArrow()
     feeds = to_feeds(sample) if sample.num_rows else {}
     usable = min((len(a) for a in feeds.values()), default=0)
     if usable < 2:
@@ -132,11 +145,14 @@ def resolve_precision(
     device: str = "auto",
     allow_cast: bool = False,
     image_preprocessing: ImagePreprocessing | None = None,
+    on_executors: Callable[[Any], Any] | None = None,
 ) -> OnnxModel:
     """The model the stage should run: `model` itself for 'fp32', else its gated lower-precision
     form (built once per stage, cached on disk). `to_feeds` makes model feeds of a sample of the
     input `columns`; by default `columns` maps tensor columns to model inputs (`tensor_feeds`).
-    Image stages pass their `image_preprocessing`, which a `calibrationPath` image folder gets.
+    Image stages pass their `image_preprocessing`, which a `calibrationPath` image folder gets,
+    and `on_executors`, which preprocesses the sampled images on the executors (see
+    `sample_dataframe`).
 
     Raises `GateError` (with the measured figures) when the gate refuses the model.
     """
@@ -174,7 +190,16 @@ def resolve_precision(
         if not isinstance(columns, Mapping):
             raise TypeError("without to_feeds, columns must map input columns to TensorSpecs")
         to_feeds = tensor_feeds(columns, allow_cast)
-    built = _build(stage, model, dataset, list(columns), to_feeds, tolerance, image_preprocessing)
+    built = _build(
+        stage,
+        model,
+        dataset,
+        list(columns),
+        to_feeds,
+        tolerance,
+        image_preprocessing,
+        on_executors,
+    )
     with _lock:
         memo[settings] = built
     return built
@@ -188,6 +213,7 @@ def _build(
     to_feeds: FeedMaker,
     tolerance: GateTolerance,
     image_preprocessing: ImagePreprocessing | None,
+    on_executors: Callable[[Any], Any] | None,
 ) -> OnnxModel:
     from sparkonnx.converters.quantize import quantize
 
@@ -197,7 +223,7 @@ def _build(
         stage.getCalibrationSeed(),
         stage.getCalibrationPath(),
     )
-    sample = sample_dataframe(dataset, columns, rows, seed, to_feeds)
+    sample = sample_dataframe(dataset, columns, rows, seed, to_feeds, on_executors)
     if path is not None:  # the user's set calibrates; the DataFrame's rows are the gate's
         calibration: CalibrationSet | None = load_calibration(
             path, model, limit=rows, seed=seed, image_preprocessing=image_preprocessing
