@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 
 from sparkonnx import ImageTransformer
-from sparkonnx.converters import metadata
 from sparkonnx.converters.gate import GateError
 from sparkonnx.converters.quantize import quantization_of
 from sparkonnx.engine.images import batch_to_image_structs
@@ -19,6 +18,7 @@ from sparkonnx.engine.model import OnnxModel
 from sparkonnx.spark_api.image_transformer import image_sampler
 from sparkonnx.spark_api.precision import sample_dataframe
 from tests.converters.test_quantize import as_nchw, small_classifier, smooth_images
+from tests.spark_api.test_precision import cached_int8_record
 
 ROWS = 64
 
@@ -86,12 +86,7 @@ def test_int8_image_transformer_gates_caches_and_keeps_invalid_rows(
     assert (fp32.argmax(1) == int8.argmax(1)).mean() >= 0.95
     assert np.abs(fp32 - int8).max() > 0  # really another model
     assert rows[ROWS].p is None and rows[ROWS].error  # the broken row kept, with its reason
-    (cached,) = precision_cache.glob("*.onnx")
-    model = OnnxModel.from_path(cached)
-    assert model.metadata[metadata.PRECISION] == "int8"
-    record = quantization_of(model)
-    assert record is not None and record["gate"]["passed"]
-    assert record["calibration"]["rows"] == 48 and record["gate"]["rows"] == 16
+    record = cached_int8_record(precision_cache, calibration_rows=48, gate_rows=16)
     assert "invalid rows left out" in record["calibration"]["source"]
 
 

@@ -30,6 +30,17 @@ def images_df(spark):  # type: ignore[no-untyped-def]
     return spark.createDataFrame(table).repartition(2).cache()
 
 
+def cached_int8_record(folder: Path, calibration_rows: int, gate_rows: int) -> dict:
+    """The quantization record of the one int8 model cached in `folder`, checked as passed."""
+    (cached,) = folder.glob("*.onnx")
+    model = OnnxModel.from_path(cached)
+    assert model.metadata[metadata.PRECISION] == "int8"
+    record = quantization_of(model)
+    assert record is not None and record["gate"]["passed"]
+    assert (record["calibration"]["rows"], record["gate"]["rows"]) == (calibration_rows, gate_rows)
+    return record
+
+
 def _probabilities(df) -> np.ndarray:  # type: ignore[no-untyped-def]
     rows = df.orderBy("id").toArrow()
     return rows.column("p").combine_chunks().flatten().to_numpy().reshape(rows.num_rows, -1)
@@ -53,12 +64,7 @@ def test_int8_calibrates_on_a_dataframe_sample_gates_and_caches(
     assert "int8 accuracy gate passed" in caplog.text and "top-1 agreement" in caplog.text
     assert (fp32.argmax(1) == int8.argmax(1)).mean() >= 0.95
     assert np.abs(fp32 - int8).max() > 0  # really another model
-    (cached,) = precision_cache.glob("*.onnx")
-    model = OnnxModel.from_path(cached)
-    assert model.metadata[metadata.PRECISION] == "int8"
-    record = quantization_of(model)
-    assert record is not None and record["gate"]["passed"]
-    assert record["calibration"]["rows"] == 48 and record["gate"]["rows"] == 16
+    record = cached_int8_record(precision_cache, calibration_rows=48, gate_rows=16)
     assert record["source_sha256"] == OnnxModel.load(small_classifier()).sha256
     assert "sample (seed 0) of the DataFrame" in record["calibration"]["source"]
 
