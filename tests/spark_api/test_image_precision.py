@@ -28,16 +28,19 @@ def rgb() -> np.ndarray:
     return smooth_images(ROWS, seed=0)
 
 
-@pytest.fixture(scope="module")
-def photos_df(spark, rgb):  # type: ignore[no-untyped-def]
+def photos_table(rgb: np.ndarray) -> pa.Table:
     """ROWS image structs (BGR, as Spark stores them) plus one undecodable row (id ROWS)."""
     valid = np.ones(ROWS + 1, bool)
     valid[ROWS] = False
     structs = batch_to_image_structs(
         rgb[..., ::-1], origins=[f"mem://{i}" for i in range(ROWS + 1)], valid=valid
     )
-    table = pa.table({"id": pa.array(np.arange(ROWS + 1)), "image": structs})
-    return spark.createDataFrame(table).repartition(2).cache()
+    return pa.table({"id": pa.array(np.arange(ROWS + 1)), "image": structs})
+
+
+@pytest.fixture(scope="module")
+def photos_df(spark, rgb):  # type: ignore[no-untyped-def]
+    return spark.createDataFrame(photos_table(rgb)).repartition(2).cache()
 
 
 def _stage(**params: object) -> ImageTransformer:
@@ -73,6 +76,15 @@ def test_the_sample_is_seeded_and_preprocessed_on_the_executors(photos_df) -> No
     other = sample_dataframe(photos_df, ["image"], 10, 4, feeds, on_executors)
     assert first.rows == 10 and first.identity == again.identity != other.identity
     assert first.arrays["image"].shape == (10, 3, 32, 32)
+
+
+def test_int8_image_transformer_on_spark_connect(connect_spark, rgb, precision_cache: Path) -> None:
+    df = connect_spark.createDataFrame(photos_table(rgb)).repartition(2)
+    # another session, another sample split: one near-tie row of this small CNN may flip
+    stage = _stage(precision="int8", calibrationRows=ROWS + 1, precisionTolerance={"top1": 0.9})
+    int8, rows = _scores(stage.transform(df))
+    assert len(int8) == ROWS and rows[ROWS].p is None
+    cached_int8_record(precision_cache, calibration_rows=48, gate_rows=16)
 
 
 def test_int8_image_transformer_gates_caches_and_keeps_invalid_rows(
