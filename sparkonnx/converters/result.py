@@ -11,7 +11,7 @@ from typing import Any
 import onnx
 
 from sparkonnx.converters.options import ConversionOptions
-from sparkonnx.engine.model import OnnxModel, TensorSpec, _tensor_spec
+from sparkonnx.engine.model import OnnxModel, TensorSpec, tensor_spec
 
 PROTOBUF_LIMIT = 2**31 - 1  # bytes: a ModelProto above this cannot be serialized in one piece
 
@@ -94,8 +94,8 @@ class ModelSignature:
     def of(cls, proto: onnx.ModelProto) -> ModelSignature:
         initializers = {t.name for t in proto.graph.initializer}
         return cls(
-            tuple(_tensor_spec(v) for v in proto.graph.input if v.name not in initializers),
-            tuple(_tensor_spec(v) for v in proto.graph.output),
+            tuple(tensor_spec(v) for v in proto.graph.input if v.name not in initializers),
+            tuple(tensor_spec(v) for v in proto.graph.output),
         )
 
     def describe(self) -> str:

@@ -54,7 +54,8 @@ class TensorSpec:
         return f"{self.name}: {self.dtype.name}[{dims}]"
 
 
-def _tensor_spec(value_info: onnx.ValueInfoProto) -> TensorSpec:
+def tensor_spec(value_info: onnx.ValueInfoProto) -> TensorSpec:
+    """The TensorSpec of a graph input / output (InvalidModelError if it is not a tensor)."""
     tensor_type = value_info.type.tensor_type
     if not value_info.type.HasField("tensor_type"):
         raise InvalidModelError(
@@ -160,11 +161,11 @@ class OnnxModel:
     def inputs(self) -> tuple[TensorSpec, ...]:
         """Graph inputs that must be fed (initializers excluded)."""
         initializers = {t.name for t in self._proto.graph.initializer}
-        return tuple(_tensor_spec(v) for v in self._proto.graph.input if v.name not in initializers)
+        return tuple(tensor_spec(v) for v in self._proto.graph.input if v.name not in initializers)
 
     @cached_property
     def outputs(self) -> tuple[TensorSpec, ...]:
-        return tuple(_tensor_spec(v) for v in self._proto.graph.output)
+        return tuple(tensor_spec(v) for v in self._proto.graph.output)
 
     @cached_property
     def metadata(self) -> dict[str, str]:
