@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -51,6 +51,7 @@ from sparkonnx.spark_api.params import (
     HasRuntimeOptions,
 )
 from sparkonnx.spark_api.persistence import HoldsOnnxModel
+from sparkonnx.spark_api.precision import Sampling
 from sparkonnx.spark_api.shipping import ModelRef, ship_model
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
 
@@ -174,11 +175,9 @@ def preprocess_sample(
         )
 
 
-def image_sampler(
-    column: str, input_name: str, preprocessing: ImagePreprocessing
-) -> tuple[Callable[[Any], Any], Callable[[pa.Table], dict[str, np.ndarray]]]:
-    """(executor step, driver feeds) for calibrating on an image column: images are resized and
-    preprocessed on the executors; only the model-sized tensors reach the driver."""
+def image_sampling(column: str, input_name: str, preprocessing: ImagePreprocessing) -> Sampling:
+    """Calibration sampling of an image column: images are resized and preprocessed on the
+    executors (`preprocess_sample`); only the model-sized tensors reach the driver."""
 
     def on_executors(df: Any) -> Any:
         return df.mapInArrow(partial(preprocess_sample, column, preprocessing), SAMPLE_SCHEMA)
@@ -196,7 +195,7 @@ def image_sampler(
         arrays = [np.frombuffer(d, dtype).reshape(s) for d, s in valid]
         return {input_name: np.stack(arrays) if arrays else np.empty((0,), dtype)}
 
-    return on_executors, feeds
+    return Sampling((column,), feeds, on_executors, preprocessing)
 
 
 # --------------------------------------------------------------------------- Params
@@ -575,11 +574,7 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
         precisionTolerance: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
-        kwargs = dict(self._input_kwargs)  # type: ignore[attr-defined]
-        model = kwargs.pop("model", None)
-        self._set(**{k: v for k, v in kwargs.items() if v is not None})
-        if model is not None:
-            self.setModel(model)
+        self._set_init_kwargs(self._input_kwargs)  # type: ignore[attr-defined]
 
     def getInputTensor(self) -> str | None:
         return self.getOrDefault(self.inputTensor) if self.isDefined(self.inputTensor) else None
@@ -656,22 +651,12 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
         from sparkonnx.engine.pruning import keep_outputs
         from sparkonnx.spark_api.precision import resolve_precision
 
-        column = self.getInputCol()
-        on_executors, feeds = image_sampler(column, in_spec.name, pre)
         pruned: dict[tuple[str, str], OnnxModel] = self.__dict__.setdefault("_pruned_models", {})
         key = (model.sha256, out_spec.name)
         if key not in pruned:
             pruned[key] = keep_outputs(model, [out_spec.name])
-        return resolve_precision(
-            self,
-            pruned[key],
-            dataset,
-            [column],
-            feeds,
-            device=self.getDevice(),
-            image_preprocessing=pre,
-            on_executors=on_executors,
-        )
+        sampling = image_sampling(self.getInputCol(), in_spec.name, pre)
+        return resolve_precision(self, pruned[key], dataset, sampling, device=self.getDevice())
 
 
 #: sparkdl's name for :class:`ImageTransformer`.

@@ -198,11 +198,7 @@ class KerasImageFileTransformer(ImageModelBase):
         outputFormat: str = "array",
     ) -> None:
         super().__init__()
-        kwargs = dict(self._input_kwargs)  # type: ignore[attr-defined]
-        model = kwargs.pop("model", None)
-        self._set(**{k: v for k, v in kwargs.items() if v is not None})
-        if model is not None:
-            self.setModel(model)
+        self._set_init_kwargs(self._input_kwargs)  # type: ignore[attr-defined]
 
     def getImageLoader(self) -> ImageLoader | str:
         return self.getOrDefault(self.imageLoader)

@@ -52,10 +52,6 @@ class KerasTransformer(ONNXTransformer):
         self._setDefault(allowCast=True)
         self._set(**{k: v for k, v in kwargs.items() if v is not None})
 
-    def setModelFile(self, value: str) -> KerasTransformer:
-        self._model = None
-        return self._set(modelFile=value)
-
     def getModel(self) -> OnnxModel:
         """The ONNX model: converted from `modelFile` on first use, or the one loaded/set."""
         if self._model is None:

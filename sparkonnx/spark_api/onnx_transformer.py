@@ -80,11 +80,7 @@ class ONNXTransformer(
         super().__init__()
         self._model: OnnxModel | None = None
         self._setDefault(batchSize=1024, device="auto", outputFormat="array", allowCast=False)
-        kwargs = dict(self._input_kwargs)
-        model = kwargs.pop("model", None)
-        self._set(**{k: v for k, v in kwargs.items() if v is not None})
-        if model is not None:
-            self.setModel(model)
+        self._set_init_kwargs(self._input_kwargs)
 
     # -- the model -------------------------------------------------------------------------
     def setModel(self, model: ModelLike) -> ONNXTransformer:
@@ -186,12 +182,10 @@ class ONNXTransformer(
         """Hook: the gated int8 / fp16 form of `model` when `precision` asks for one."""
         if self.getPrecision() == "fp32":
             return model
-        from sparkonnx.spark_api.precision import resolve_precision
+        from sparkonnx.spark_api.precision import resolve_precision, tensor_sampling
 
-        columns = dict(plan.inputs)
-        return resolve_precision(
-            self, model, dataset, columns, device=plan.device, allow_cast=plan.allow_cast
-        )
+        sampling = tensor_sampling(dict(plan.inputs), plan.allow_cast)
+        return resolve_precision(self, model, dataset, sampling, device=plan.device)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         model = self.getModel()

@@ -123,6 +123,18 @@ class HoldsOnnxModel(OnnxStagePersistence):
         self._model = None
         return cast(Params, self)._set(modelFile=value)
 
+    def setModel(self, model: Any) -> Any:  # implemented by the stage
+        raise NotImplementedError
+
+    def _set_init_kwargs(self, kwargs: dict[str, Any]) -> None:
+        """Set `__init__`'s keyword arguments: None leaves a Param unset, `model` goes to
+        `setModel`."""
+        kwargs = dict(kwargs)
+        model = kwargs.pop("model", None)
+        cast(Params, self)._set(**{k: v for k, v in kwargs.items() if v is not None})
+        if model is not None:
+            self.setModel(model)
+
     def _model_for_saving(self) -> OnnxModel | None:
         return self.getModel()
 

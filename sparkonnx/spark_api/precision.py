@@ -22,7 +22,8 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,23 @@ def cache_key(
 FeedMaker = Callable[[pa.Table], dict[str, np.ndarray]]
 
 
-def tensor_feeds(columns: Mapping[str, TensorSpec], allow_cast: bool = False) -> FeedMaker:
-    """The FeedMaker of tensor columns: each column converted as ONNXTransformer converts it."""
+@dataclass(frozen=True)
+class Sampling:
+    """How a stage's input columns become calibration feeds.
+
+    ``on_executors`` (optional) shrinks sampled rows before they reach the driver (images ->
+    preprocessed tensors); ``image_preprocessing`` is what a ``calibrationPath`` image folder
+    gets (image stages only).
+    """
+
+    columns: tuple[str, ...]
+    to_feeds: FeedMaker
+    on_executors: Callable[[Any], Any] | None = None
+    image_preprocessing: ImagePreprocessing | None = None
+
+
+def tensor_sampling(columns: Mapping[str, TensorSpec], allow_cast: bool = False) -> Sampling:
+    """The Sampling of tensor columns: each converted as ONNXTransformer converts it."""
 
     def feeds(table: pa.Table) -> dict[str, np.ndarray]:
         return {
@@ -91,35 +107,28 @@ def tensor_feeds(columns: Mapping[str, TensorSpec], allow_cast: bool = False) ->
             for col, spec in columns.items()
         }
 
-    return feeds
+    return Sampling(tuple(columns), feeds)
 
 
-def sample_dataframe(
-    dataset: Any,
-    columns: Sequence[str],
-    rows: int,
-    seed: int,
-    to_feeds: FeedMaker,
-    on_executors: Callable[[Any], Any] | None = None,
-) -> CalibrationSet:
-    """A seeded random sample of `rows` rows of `columns`, made into model feeds by `to_feeds`.
+def sample_dataframe(dataset: Any, sampling: Sampling, rows: int, seed: int) -> CalibrationSet:
+    """A seeded random sample of `rows` rows of the sampling's columns, as model feeds.
 
-    Without `on_executors`: one Spark job, a top-`rows` by a seeded random key (it keeps `rows`
-    rows per partition and never shuffles the whole DataFrame). With it (a DataFrame ->
-    DataFrame step that shrinks rows, e.g. images -> preprocessed tensors): a count, then a
-    seeded Bernoulli sample of about twice `rows` rows goes through the step on the executors,
-    so only shrunk rows are sorted and reach the driver.
+    Without `sampling.on_executors`: one Spark job, a top-`rows` by a seeded random key (it
+    keeps `rows` rows per partition and never shuffles the whole DataFrame). With it (a step
+    that shrinks rows, e.g. images -> preprocessed tensors): a count, then a seeded Bernoulli
+    sample of about twice `rows` rows goes through the step on the executors, so only shrunk
+    rows are sorted and reach the driver.
     """
     from sparkonnx.spark_api.training_data import sql_functions
 
     F, _ = sql_functions(dataset)
-    picked = dataset.select(*columns)
-    if on_executors is not None:
+    picked = dataset.select(*sampling.columns)
+    if sampling.on_executors is not None:
         total = dataset.count()
         fraction = min(1.0, 2.0 * rows / max(total, 1))
-        picked = on_executors(picked if fraction >= 1.0 else picked.sample(fraction, seed))
+        picked = sampling.on_executors(picked if fraction >= 1.0 else picked.sample(fraction, seed))
     sample = picked.orderBy(F.rand(seed)).limit(rows).toArrow()
-    feeds = to_feeds(sample) if sample.num_rows else {}
+    feeds = sampling.to_feeds(sample) if sample.num_rows else {}
     usable = min((len(a) for a in feeds.values()), default=0)
     if usable < 2:
         unusable = sample.num_rows - usable
@@ -139,20 +148,13 @@ def resolve_precision(
     stage: HasPrecision,
     model: OnnxModel,
     dataset: Any,
-    columns: Mapping[str, TensorSpec] | Sequence[str],
-    to_feeds: FeedMaker | None = None,
+    sampling: Sampling,
     *,
     device: str = "auto",
-    allow_cast: bool = False,
-    image_preprocessing: ImagePreprocessing | None = None,
-    on_executors: Callable[[Any], Any] | None = None,
 ) -> OnnxModel:
     """The model the stage should run: `model` itself for 'fp32', else its gated lower-precision
-    form (built once per stage, cached on disk). `to_feeds` makes model feeds of a sample of the
-    input `columns`; by default `columns` maps tensor columns to model inputs (`tensor_feeds`).
-    Image stages pass their `image_preprocessing`, which a `calibrationPath` image folder gets,
-    and `on_executors`, which preprocesses the sampled images on the executors (see
-    `sample_dataframe`).
+    form (built once per stage, cached on disk), calibrated on a sample of `dataset` made into
+    feeds as `sampling` says.
 
     Raises `GateError` (with the measured figures) when the gate refuses the model.
     """
@@ -186,20 +188,7 @@ def resolve_precision(
     with _lock:
         if settings in memo:
             return memo[settings]
-    if to_feeds is None:
-        if not isinstance(columns, Mapping):
-            raise TypeError("without to_feeds, columns must map input columns to TensorSpecs")
-        to_feeds = tensor_feeds(columns, allow_cast)
-    built = _build(
-        stage,
-        model,
-        dataset,
-        list(columns),
-        to_feeds,
-        tolerance,
-        image_preprocessing,
-        on_executors,
-    )
+    built = _build(stage, model, dataset, sampling, tolerance)
     with _lock:
         memo[settings] = built
     return built
@@ -209,11 +198,8 @@ def _build(
     stage: HasPrecision,
     model: OnnxModel,
     dataset: Any,
-    columns: Sequence[str],
-    to_feeds: FeedMaker,
+    sampling: Sampling,
     tolerance: GateTolerance,
-    image_preprocessing: ImagePreprocessing | None,
-    on_executors: Callable[[Any], Any] | None,
 ) -> OnnxModel:
     from sparkonnx.converters.quantize import quantize
 
@@ -223,10 +209,10 @@ def _build(
         stage.getCalibrationSeed(),
         stage.getCalibrationPath(),
     )
-    sample = sample_dataframe(dataset, columns, rows, seed, to_feeds, on_executors)
+    sample = sample_dataframe(dataset, sampling, rows, seed)
     if path is not None:  # the user's set calibrates; the DataFrame's rows are the gate's
         calibration: CalibrationSet | None = load_calibration(
-            path, model, limit=rows, seed=seed, image_preprocessing=image_preprocessing
+            path, model, limit=rows, seed=seed, image_preprocessing=sampling.image_preprocessing
         )
         validation: CalibrationSet | None = sample
     elif precision == "int8":

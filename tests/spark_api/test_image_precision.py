@@ -15,7 +15,7 @@ from sparkonnx.converters.gate import GateError
 from sparkonnx.converters.quantize import quantization_of
 from sparkonnx.engine.images import batch_to_image_structs
 from sparkonnx.engine.model import OnnxModel
-from sparkonnx.spark_api.image_transformer import image_sampler
+from sparkonnx.spark_api.image_transformer import image_sampling
 from sparkonnx.spark_api.precision import sample_dataframe
 from tests.converters.test_quantize import as_nchw, small_classifier, smooth_images
 from tests.spark_api.test_precision import cached_int8_record
@@ -57,8 +57,7 @@ def _scores(df) -> tuple[np.ndarray, list]:  # type: ignore[no-untyped-def]
 
 def test_calibration_sample_is_the_preprocessed_model_input(photos_df, rgb) -> None:
     pre = _stage().preprocessing()
-    on_executors, feeds = image_sampler("image", "image", pre)
-    sample = sample_dataframe(photos_df, ["image"], ROWS + 1, 0, feeds, on_executors)
+    sample = sample_dataframe(photos_df, image_sampling("image", "image", pre), ROWS + 1, 0)
     x = sample.arrays["image"]
     assert x.dtype == np.float32 and x.shape == (ROWS, 3, 32, 32)  # the broken row left out
     assert "1 invalid rows left out" in sample.source
@@ -70,10 +69,10 @@ def test_calibration_sample_is_the_preprocessed_model_input(photos_df, rgb) -> N
 def test_the_sample_is_seeded_and_preprocessed_on_the_executors(photos_df) -> None:
     """Only model-sized tensors reach the driver; a fraction of a big DataFrame is sampled."""
     pre = _stage().preprocessing()
-    on_executors, feeds = image_sampler("image", "image", pre)
-    first = sample_dataframe(photos_df, ["image"], 10, 3, feeds, on_executors)
-    again = sample_dataframe(photos_df, ["image"], 10, 3, feeds, on_executors)
-    other = sample_dataframe(photos_df, ["image"], 10, 4, feeds, on_executors)
+    sampling = image_sampling("image", "image", pre)
+    first = sample_dataframe(photos_df, sampling, 10, 3)
+    again = sample_dataframe(photos_df, sampling, 10, 3)
+    other = sample_dataframe(photos_df, sampling, 10, 4)
     assert first.rows == 10 and first.identity == again.identity != other.identity
     assert first.arrays["image"].shape == (10, 3, 32, 32)
 
