@@ -17,12 +17,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 from pyspark import keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.param import Param, Params, TypeConverters
@@ -31,18 +28,20 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from sparkonnx.engine.image_preprocess import (
-    CHANNEL_ORDERS,
-    LAYOUTS,
-    RESAMPLES,
     ImagePreprocessing,
-    images_from_tensor,
     resolve_preprocessing,
 )
-from sparkonnx.engine.images import IMAGE_ARROW_TYPE, ImageDecodeError, batch_to_image_structs
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
 from sparkonnx.spark_api.arrow_udf_path import add_model_columns
-from sparkonnx.spark_api.executor import InferencePlan, OutputColumn, PreparedBatch
+from sparkonnx.spark_api.executor import InferencePlan, OutputColumn
+from sparkonnx.spark_api.image_executor import (
+    ImageOutput,
+    VectorOutput,
+    image_sampling,
+    prepare_images,
+)
+from sparkonnx.spark_api.image_params import HasImageOutput, HasImagePreprocessing
 from sparkonnx.spark_api.images import IMAGE_STRUCT_TYPE, require_image_column
 from sparkonnx.spark_api.params import (
     HasModelFile,
@@ -51,7 +50,6 @@ from sparkonnx.spark_api.params import (
     HasRuntimeOptions,
 )
 from sparkonnx.spark_api.persistence import HoldsOnnxModel
-from sparkonnx.spark_api.precision import Sampling
 from sparkonnx.spark_api.shipping import ModelRef, ship_model
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
 
@@ -60,306 +58,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["ImageTransformer", "TFImageTransformer"]
 
 ModelLike = OnnxModel | bytes | str | os.PathLike[str] | Any  # Any: onnx.ModelProto, result
-
-
-# --------------------------------------------------------------------------- executor side
-
-
-@dataclasses.dataclass(frozen=True)
-class VectorOutput(OutputColumn):
-    """An output flattened to one array per row ([N, ...] -> [N, k])."""
-
-    def to_arrow(
-        self, tensor: np.ndarray, batch: pa.RecordBatch, rows: np.ndarray | None
-    ) -> pa.Array:
-        flat = tensor.reshape(tensor.shape[0], -1) if tensor.ndim != 2 else tensor
-        return super().to_arrow(flat, batch, rows)
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageOutput(OutputColumn):
-    """An output turned back into image structs (BGR(A)), origins taken from `origin_column`
-    (an image struct column or a string column)."""
-
-    layout: str = "NHWC"
-    channel_order: str = "RGB"
-    origin_column: str | None = None
-
-    @property
-    def arrow_type(self) -> pa.DataType:
-        return IMAGE_ARROW_TYPE
-
-    def to_arrow(
-        self, tensor: np.ndarray, batch: pa.RecordBatch, rows: np.ndarray | None
-    ) -> pa.Array:
-        images = images_from_tensor(tensor, self.layout, self.channel_order)
-        origins = None
-        if self.origin_column is not None:
-            source = batch.column(self.origin_column)
-            if pa.types.is_struct(source.type):
-                source = source.field("origin")
-            if rows is not None:
-                source = source.filter(pa.array(rows))
-            origins = source.cast(pa.string()).to_pylist()
-        return batch_to_image_structs(images, origins=origins)
-
-
-def errors_column(n: int, errors: dict[int, str]) -> pa.Array:
-    """A string column of ``n`` rows: the reason for the rows in ``errors``, null elsewhere."""
-    return pa.array([errors.get(i) for i in range(n)], pa.string())
-
-
-def fail_on_errors(column: str, errors: dict[int, str], origins: list[Any] | None) -> None:
-    """handleInvalid='error': raise for the first bad row, naming the column, row and origin."""
-    if not errors:
-        return
-    row = min(errors)
-    origin = origins[row] if origins is not None else None
-    where = f" ({origin})" if origin else ""
-    raise ImageDecodeError(
-        f"column {column!r}, row {row} of the batch{where}: {errors[row]}; "
-        f"{len(errors)} invalid row(s) in this batch. With handleInvalid='keep' (the default) "
-        "such rows get a null output instead"
-    )
-
-
-def prepare_images(
-    column: str,
-    input_name: str,
-    preprocessing: ImagePreprocessing,
-    strict: bool,
-    error_column: str | None,
-    batch: pa.RecordBatch,
-) -> PreparedBatch:
-    """The `InferencePlan.prepare` hook: an image struct column -> the model's input tensor."""
-    structs = batch.column(column)
-    try:
-        tensor, images = preprocessing.structs_to_tensor(structs)
-    except ValueError as exc:
-        message = str(exc)
-        if "different sizes" in message:  # the model takes any size: the user must pick one
-            message = message.split(";")[0] + (
-                " and the model takes any size; set inputSize=[height, width] to resize them"
-            )
-        raise ValueError(f"image column {column!r}: {message}") from exc
-    if strict and images.errors:
-        origins = None
-        if pa.types.is_struct(structs.type):
-            origins = structs.field("origin").to_pylist()
-        fail_on_errors(column, images.errors, origins)
-    extra: tuple[tuple[str, pa.Array], ...] = ()
-    if error_column is not None:
-        extra = ((error_column, errors_column(batch.num_rows, images.errors)),)
-    return PreparedBatch({input_name: tensor}, images.valid, extra)
-
-
-#: What `preprocess_sample` yields: each row's model input bytes (null: invalid image) + shape.
-SAMPLE_SCHEMA = "tensor binary, shape array<int>"
-
-
-def preprocess_sample(
-    column: str, preprocessing: ImagePreprocessing, batches: Iterator[pa.RecordBatch]
-) -> Iterator[pa.RecordBatch]:
-    """A `mapInArrow` function: sampled image structs -> their preprocessed model input, one
-    row each (the tensor's bytes and shape; null bytes for invalid images)."""
-    for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        tensor, images = preprocessing.structs_to_tensor(batch.column(column))
-        flat = iter(tensor.reshape(len(tensor), -1))
-        shape = list(tensor.shape[1:])
-        data = [next(flat).tobytes() if ok else None for ok in images.valid]
-        yield pa.RecordBatch.from_arrays(
-            [pa.array(data, pa.binary()), pa.array([shape] * len(data), pa.list_(pa.int32()))],
-            names=["tensor", "shape"],
-        )
-
-
-def image_sampling(column: str, input_name: str, preprocessing: ImagePreprocessing) -> Sampling:
-    """Calibration sampling of an image column: images are resized and preprocessed on the
-    executors (`preprocess_sample`); only the model-sized tensors reach the driver."""
-
-    def on_executors(df: Any) -> Any:
-        return df.mapInArrow(partial(preprocess_sample, column, preprocessing), SAMPLE_SCHEMA)
-
-    def feeds(table: pa.Table) -> dict[str, np.ndarray]:
-        data, shapes = table.column("tensor").to_pylist(), table.column("shape").to_pylist()
-        valid = [(d, tuple(s)) for d, s in zip(data, shapes) if d is not None]
-        if len({s for _, s in valid}) > 1:
-            raise ValueError(
-                f"image column {column!r}: the sampled images have different sizes "
-                f"{sorted({s for _, s in valid})} and the model takes any size; set "
-                "inputSize=[height, width] to resize them"
-            )
-        dtype = np.dtype(preprocessing.dtype)
-        arrays = [np.frombuffer(d, dtype).reshape(s) for d, s in valid]
-        return {input_name: np.stack(arrays) if arrays else np.empty((0,), dtype)}
-
-    return Sampling((column,), feeds, on_executors, preprocessing)
-
-
-# --------------------------------------------------------------------------- Params
-
-
-def _choice(name: str, allowed: tuple[str, ...], upper: bool = False) -> Any:
-    def convert(value: Any) -> str:
-        text = TypeConverters.toString(value)
-        text = text.upper() if upper else text.lower()
-        if text not in allowed:
-            raise TypeError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
-        return text
-
-    return convert
-
-
-def _to_size(value: Any) -> list[int]:
-    size = TypeConverters.toListInt(value)
-    if len(size) != 2 or min(size) <= 0:
-        raise TypeError(f"inputSize must be [height, width] with positive values; got {value!r}")
-    return size
-
-
-class HasImageOutput(Params):
-    """outputMode, handleInvalid and errorCol: shared by the image transformers."""
-
-    outputMode: Param[str] = Param(
-        Params._dummy(),
-        "outputMode",
-        "'vector' (default: the output flattened per row, an array or, with "
-        "outputFormat='vector', a Spark ML vector) or 'image' (an image struct)",
-        _choice("outputMode", ("vector", "image")),
-    )
-    handleInvalid: Param[str] = Param(
-        Params._dummy(),
-        "handleInvalid",
-        "rows whose image is null or unreadable: 'keep' (default: null output) or 'error' "
-        "(fail the task, naming the row)",
-        _choice("handleInvalid", ("keep", "error")),
-    )
-    errorCol: Param[str] = Param(
-        Params._dummy(),
-        "errorCol",
-        "optional column for the reason a row's output is null (null for good rows)",
-        TypeConverters.toString,
-    )
-
-    def getOutputMode(self) -> str:
-        return self.getOrDefault(self.outputMode)
-
-    def setOutputMode(self, value: str) -> Any:
-        return self._set(outputMode=value)
-
-    def getHandleInvalid(self) -> str:
-        return self.getOrDefault(self.handleInvalid)
-
-    def setHandleInvalid(self, value: str) -> Any:
-        return self._set(handleInvalid=value)
-
-    def getErrorCol(self) -> str | None:
-        return self.getOrDefault(self.errorCol) if self.isDefined(self.errorCol) else None
-
-    def setErrorCol(self, value: str) -> Any:
-        return self._set(errorCol=value)
-
-
-class HasImagePreprocessing(Params):
-    """How images become the model's input; unset Params come from the model's metadata."""
-
-    channelOrder: Param[str] = Param(
-        Params._dummy(),
-        "channelOrder",
-        "colour order the model takes: 'RGB' (default for 3 channels), 'BGR', 'RGBA', 'BGRA', "
-        "'L' (gray)",
-        _choice("channelOrder", tuple(CHANNEL_ORDERS), upper=True),
-    )
-    layout: Param[str] = Param(
-        Params._dummy(),
-        "layout",
-        "'NHWC' or 'NCHW' ('NHW' for rank-3 gray inputs); default: read from the input shape",
-        _choice("layout", LAYOUTS, upper=True),
-    )
-    inputSize: Param[list[int]] = Param(
-        Params._dummy(),
-        "inputSize",
-        "[height, width] images are resized to; default: the model's static size, or none",
-        _to_size,
-    )
-    scale: Param[float] = Param(
-        Params._dummy(), "scale", "pixel values are multiplied by this", TypeConverters.toFloat
-    )
-    mean: Param[list[float]] = Param(
-        Params._dummy(),
-        "mean",
-        "subtracted after scaling (one value, or one per channel in the model's order)",
-        TypeConverters.toListFloat,
-    )
-    std: Param[list[float]] = Param(
-        Params._dummy(),
-        "std",
-        "divides after the mean (one value, or one per channel in the model's order)",
-        TypeConverters.toListFloat,
-    )
-    resample: Param[str] = Param(
-        Params._dummy(),
-        "resample",
-        f"Pillow resampling filter for resizing: {', '.join(RESAMPLES)} (default bilinear)",
-        _choice("resample", RESAMPLES),
-    )
-
-    def getChannelOrder(self) -> str:
-        return self.getOrDefault(self.channelOrder)
-
-    def setChannelOrder(self, value: str) -> Any:
-        return self._set(channelOrder=value)
-
-    def getLayout(self) -> str:
-        return self.getOrDefault(self.layout)
-
-    def setLayout(self, value: str) -> Any:
-        return self._set(layout=value)
-
-    def getInputSize(self) -> list[int]:
-        return self.getOrDefault(self.inputSize)
-
-    def setInputSize(self, value: list[int]) -> Any:
-        return self._set(inputSize=value)
-
-    def getScale(self) -> float:
-        return self.getOrDefault(self.scale)
-
-    def setScale(self, value: float) -> Any:
-        return self._set(scale=value)
-
-    def getMean(self) -> list[float]:
-        return self.getOrDefault(self.mean)
-
-    def setMean(self, value: list[float]) -> Any:
-        return self._set(mean=value)
-
-    def getStd(self) -> list[float]:
-        return self.getOrDefault(self.std)
-
-    def setStd(self, value: list[float]) -> Any:
-        return self._set(std=value)
-
-    def getResample(self) -> str:
-        return self.getOrDefault(self.resample)
-
-    def setResample(self, value: str) -> Any:
-        return self._set(resample=value)
-
-    def preprocessingOverrides(self) -> dict[str, Any]:
-        """The preprocessing keys set as Params (they win over the model's metadata)."""
-        names = {
-            "channelOrder": "channel_order",
-            "layout": "layout",
-            "inputSize": "size",
-            "scale": "scale",
-            "mean": "mean",
-            "std": "std",
-            "resample": "resample",
-        }
-        return {key: self.getOrDefault(p) for p, key in names.items() if self.isSet(p)}
 
 
 # --------------------------------------------------------------------------- driver side

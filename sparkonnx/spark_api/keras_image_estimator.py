@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.spark_api import training_data
-from sparkonnx.spark_api.image_transformer import HasImageOutput
+from sparkonnx.spark_api.image_params import HasImageOutput
 from sparkonnx.spark_api.keras_estimator import (
     TrainingSummary,
     _KerasEstimatorBase,

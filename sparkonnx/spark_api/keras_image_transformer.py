@@ -25,13 +25,8 @@ from pyspark.sql import types as T
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.spark_api.executor import PreparedBatch
-from sparkonnx.spark_api.image_transformer import (
-    ImageModelBase,
-    errors_column,
-    fail_on_errors,
-    output_column,
-    pick,
-)
+from sparkonnx.spark_api.image_executor import errors_column, fail_on_errors
+from sparkonnx.spark_api.image_transformer import ImageModelBase, output_column, pick
 from sparkonnx.spark_api.persistence import OnnxStageWriter
 
 logger = logging.getLogger(__name__)

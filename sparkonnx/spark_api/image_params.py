@@ -1,0 +1,170 @@
+"""The image stages' Params: output mode / invalid rows, and preprocessing overrides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.ml.param import Param, Params, TypeConverters
+
+from sparkonnx.engine.image_preprocess import CHANNEL_ORDERS, LAYOUTS, RESAMPLES
+
+
+def _choice(name: str, allowed: tuple[str, ...], upper: bool = False) -> Any:
+    def convert(value: Any) -> str:
+        text = TypeConverters.toString(value)
+        text = text.upper() if upper else text.lower()
+        if text not in allowed:
+            raise TypeError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+        return text
+
+    return convert
+
+
+def _to_size(value: Any) -> list[int]:
+    size = TypeConverters.toListInt(value)
+    if len(size) != 2 or min(size) <= 0:
+        raise TypeError(f"inputSize must be [height, width] with positive values; got {value!r}")
+    return size
+
+
+class HasImageOutput(Params):
+    """outputMode, handleInvalid and errorCol: shared by the image transformers."""
+
+    outputMode: Param[str] = Param(
+        Params._dummy(),
+        "outputMode",
+        "'vector' (default: the output flattened per row, an array or, with "
+        "outputFormat='vector', a Spark ML vector) or 'image' (an image struct)",
+        _choice("outputMode", ("vector", "image")),
+    )
+    handleInvalid: Param[str] = Param(
+        Params._dummy(),
+        "handleInvalid",
+        "rows whose image is null or unreadable: 'keep' (default: null output) or 'error' "
+        "(fail the task, naming the row)",
+        _choice("handleInvalid", ("keep", "error")),
+    )
+    errorCol: Param[str] = Param(
+        Params._dummy(),
+        "errorCol",
+        "optional column for the reason a row's output is null (null for good rows)",
+        TypeConverters.toString,
+    )
+
+    def getOutputMode(self) -> str:
+        return self.getOrDefault(self.outputMode)
+
+    def setOutputMode(self, value: str) -> Any:
+        return self._set(outputMode=value)
+
+    def getHandleInvalid(self) -> str:
+        return self.getOrDefault(self.handleInvalid)
+
+    def setHandleInvalid(self, value: str) -> Any:
+        return self._set(handleInvalid=value)
+
+    def getErrorCol(self) -> str | None:
+        return self.getOrDefault(self.errorCol) if self.isDefined(self.errorCol) else None
+
+    def setErrorCol(self, value: str) -> Any:
+        return self._set(errorCol=value)
+
+
+class HasImagePreprocessing(Params):
+    """How images become the model's input; unset Params come from the model's metadata."""
+
+    channelOrder: Param[str] = Param(
+        Params._dummy(),
+        "channelOrder",
+        "colour order the model takes: 'RGB' (default for 3 channels), 'BGR', 'RGBA', 'BGRA', "
+        "'L' (gray)",
+        _choice("channelOrder", tuple(CHANNEL_ORDERS), upper=True),
+    )
+    layout: Param[str] = Param(
+        Params._dummy(),
+        "layout",
+        "'NHWC' or 'NCHW' ('NHW' for rank-3 gray inputs); default: read from the input shape",
+        _choice("layout", LAYOUTS, upper=True),
+    )
+    inputSize: Param[list[int]] = Param(
+        Params._dummy(),
+        "inputSize",
+        "[height, width] images are resized to; default: the model's static size, or none",
+        _to_size,
+    )
+    scale: Param[float] = Param(
+        Params._dummy(), "scale", "pixel values are multiplied by this", TypeConverters.toFloat
+    )
+    mean: Param[list[float]] = Param(
+        Params._dummy(),
+        "mean",
+        "subtracted after scaling (one value, or one per channel in the model's order)",
+        TypeConverters.toListFloat,
+    )
+    std: Param[list[float]] = Param(
+        Params._dummy(),
+        "std",
+        "divides after the mean (one value, or one per channel in the model's order)",
+        TypeConverters.toListFloat,
+    )
+    resample: Param[str] = Param(
+        Params._dummy(),
+        "resample",
+        f"Pillow resampling filter for resizing: {', '.join(RESAMPLES)} (default bilinear)",
+        _choice("resample", RESAMPLES),
+    )
+
+    def getChannelOrder(self) -> str:
+        return self.getOrDefault(self.channelOrder)
+
+    def setChannelOrder(self, value: str) -> Any:
+        return self._set(channelOrder=value)
+
+    def getLayout(self) -> str:
+        return self.getOrDefault(self.layout)
+
+    def setLayout(self, value: str) -> Any:
+        return self._set(layout=value)
+
+    def getInputSize(self) -> list[int]:
+        return self.getOrDefault(self.inputSize)
+
+    def setInputSize(self, value: list[int]) -> Any:
+        return self._set(inputSize=value)
+
+    def getScale(self) -> float:
+        return self.getOrDefault(self.scale)
+
+    def setScale(self, value: float) -> Any:
+        return self._set(scale=value)
+
+    def getMean(self) -> list[float]:
+        return self.getOrDefault(self.mean)
+
+    def setMean(self, value: list[float]) -> Any:
+        return self._set(mean=value)
+
+    def getStd(self) -> list[float]:
+        return self.getOrDefault(self.std)
+
+    def setStd(self, value: list[float]) -> Any:
+        return self._set(std=value)
+
+    def getResample(self) -> str:
+        return self.getOrDefault(self.resample)
+
+    def setResample(self, value: str) -> Any:
+        return self._set(resample=value)
+
+    def preprocessingOverrides(self) -> dict[str, Any]:
+        """The preprocessing keys set as Params (they win over the model's metadata)."""
+        names = {
+            "channelOrder": "channel_order",
+            "layout": "layout",
+            "inputSize": "size",
+            "scale": "scale",
+            "mean": "mean",
+            "std": "std",
+            "resample": "resample",
+        }
+        return {key: self.getOrDefault(p) for p, key in names.items() if self.isSet(p)}
