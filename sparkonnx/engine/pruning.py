@@ -25,8 +25,10 @@ def _subgraph_inputs(node: onnx.NodeProto) -> set[str]:
     return names
 
 
-def _needed_nodes(graph: onnx.GraphProto, outputs: Iterable[str]) -> list[onnx.NodeProto]:
-    """The nodes the given outputs depend on, in graph order."""
+def _needed_nodes(
+    graph: onnx.GraphProto, outputs: Iterable[str]
+) -> tuple[list[onnx.NodeProto], set[str]]:
+    """The nodes the given outputs depend on (in graph order), and every name they read."""
     needed = set(outputs)
     keep: list[onnx.NodeProto] = []
     for node in reversed(graph.node):
@@ -35,7 +37,7 @@ def _needed_nodes(graph: onnx.GraphProto, outputs: Iterable[str]) -> list[onnx.N
             needed.update(node.input)
             needed.update(_subgraph_inputs(node))
     keep.reverse()
-    return keep
+    return keep, needed
 
 
 def keep_outputs(model: OnnxModel, outputs: Sequence[str]) -> OnnxModel:
@@ -52,9 +54,7 @@ def keep_outputs(model: OnnxModel, outputs: Sequence[str]) -> OnnxModel:
     proto.CopyFrom(model.proto)
     graph = proto.graph
     kept_outputs = [o for o in graph.output if o.name in wanted]
-    nodes = _needed_nodes(graph, wanted)
-    used = {name for node in nodes for name in (*node.input, *_subgraph_inputs(node))}
-    used.update(wanted)
+    nodes, used = _needed_nodes(graph, wanted)
     produced = {name for node in nodes for name in node.output}
     initializers = [t for t in graph.initializer if t.name in used]
     value_info = [v for v in graph.value_info if v.name in used or v.name in produced]
