@@ -272,9 +272,10 @@ def _read_images(
             f"{[s.name for s in model.inputs]}; give a .npz or .parquet with one array per input"
         )
     spec = model.inputs[0]
+    structs = read_image_folder(folder)  # its CalibrationError already says what to give
     try:
         pre = preprocessing or resolve_preprocessing(spec, preprocessing_of(model))
-        tensor, _ = pre.structs_to_tensor(read_image_folder(folder))
+        tensor, _ = pre.structs_to_tensor(structs)
     except ValueError as exc:
         raise CalibrationError(
             f"images under {folder} cannot feed the model's input {spec.describe()}: {exc}; "
