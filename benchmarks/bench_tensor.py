@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import interleaved  # after sys.path: `python benchmarks/x.py` works
 from sparkonnx import ONNXTransformer, testing
-from sparkonnx.spark_api.arrow_udf_path import arrow_udf_supported
+from sparkonnx.spark_api.runtime.arrow_udf_path import arrow_udf_supported
 
 MODELS = {"light": (256, 512, 512, 16), "heavy": (256, 2048, 2048, 16)}
 RAW = "raw ORT (1 process, 2 threads)"

@@ -41,31 +41,31 @@ _EXPORTS: dict[str, str] = {
     "GateTolerance": "sparkonnx.converters.gate",
     "CalibrationSet": "sparkonnx.converters.calibration",
     # spark_api
-    "ONNXTransformer": "sparkonnx.spark_api.onnx_transformer",
-    "DeepImageFeaturizer": "sparkonnx.spark_api.zoo_transformers",
-    "DeepImagePredictor": "sparkonnx.spark_api.zoo_transformers",
-    "TFInputGraph": "sparkonnx.spark_api.tf_input_graph",
-    "TFTransformer": "sparkonnx.spark_api.tf_transformer",
-    "KerasTransformer": "sparkonnx.spark_api.keras_transformer",
+    "ONNXTransformer": "sparkonnx.spark_api.transformers.onnx_transformer",
+    "DeepImageFeaturizer": "sparkonnx.spark_api.transformers.zoo_transformers",
+    "DeepImagePredictor": "sparkonnx.spark_api.transformers.zoo_transformers",
+    "TFInputGraph": "sparkonnx.spark_api.transformers.tf_input_graph",
+    "TFTransformer": "sparkonnx.spark_api.transformers.tf_transformer",
+    "KerasTransformer": "sparkonnx.spark_api.transformers.keras_transformer",
     "register_udf": "sparkonnx.spark_api.sql",
     "registerKerasImageUDF": "sparkonnx.spark_api.sql",
-    "ImageTransformer": "sparkonnx.spark_api.image_transformer",
-    "TFImageTransformer": "sparkonnx.spark_api.image_transformer",
-    "KerasImageFileTransformer": "sparkonnx.spark_api.keras_image_transformer",
-    "KerasEstimator": "sparkonnx.spark_api.keras_estimator",
-    "KerasEstimatorModel": "sparkonnx.spark_api.keras_estimator",
-    "KerasImageFileEstimator": "sparkonnx.spark_api.keras_image_estimator",
-    "KerasImageFileModel": "sparkonnx.spark_api.keras_image_estimator",
-    "TrainingSummary": "sparkonnx.spark_api.keras_estimator",
-    "TrainingDataTooLargeError": "sparkonnx.spark_api.training_data",
-    "TrainingDependencyError": "sparkonnx.spark_api.training",
-    "KerasTrainingError": "sparkonnx.spark_api.training",
-    "read_images": "sparkonnx.spark_api.images",
-    "readImagesWithCustomFn": "sparkonnx.spark_api.images",
-    "ImageSchema": "sparkonnx.spark_api.images",
-    "imageStructToArray": "sparkonnx.spark_api.image_utils",
-    "imageArrayToStruct": "sparkonnx.spark_api.image_utils",
-    "imageStructToPIL": "sparkonnx.spark_api.image_utils",
+    "ImageTransformer": "sparkonnx.spark_api.transformers.image_transformer",
+    "TFImageTransformer": "sparkonnx.spark_api.transformers.image_transformer",
+    "KerasImageFileTransformer": "sparkonnx.spark_api.transformers.keras_image_transformer",
+    "KerasEstimator": "sparkonnx.spark_api.training.keras_estimator",
+    "KerasEstimatorModel": "sparkonnx.spark_api.training.keras_estimator",
+    "KerasImageFileEstimator": "sparkonnx.spark_api.training.keras_image_estimator",
+    "KerasImageFileModel": "sparkonnx.spark_api.training.keras_image_estimator",
+    "TrainingSummary": "sparkonnx.spark_api.training.keras_estimator",
+    "TrainingDataTooLargeError": "sparkonnx.spark_api.training.data",
+    "TrainingDependencyError": "sparkonnx.spark_api.training.job",
+    "KerasTrainingError": "sparkonnx.spark_api.training.job",
+    "read_images": "sparkonnx.spark_api.images.reading",
+    "readImagesWithCustomFn": "sparkonnx.spark_api.images.reading",
+    "ImageSchema": "sparkonnx.spark_api.images.reading",
+    "imageStructToArray": "sparkonnx.spark_api.images.structs",
+    "imageArrayToStruct": "sparkonnx.spark_api.images.structs",
+    "imageStructToPIL": "sparkonnx.spark_api.images.structs",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -109,28 +109,34 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec
     from sparkonnx.engine.providers import DeviceError
     from sparkonnx.engine.tensors import TensorConversionError
-    from sparkonnx.spark_api.image_transformer import ImageTransformer, TFImageTransformer
-    from sparkonnx.spark_api.image_utils import (
+    from sparkonnx.spark_api.images.reading import ImageSchema, read_images, readImagesWithCustomFn
+    from sparkonnx.spark_api.images.structs import (
         imageArrayToStruct,
         imageStructToArray,
         imageStructToPIL,
     )
-    from sparkonnx.spark_api.images import ImageSchema, read_images, readImagesWithCustomFn
-    from sparkonnx.spark_api.keras_estimator import (
+    from sparkonnx.spark_api.sql import register_udf, registerKerasImageUDF
+    from sparkonnx.spark_api.training.data import TrainingDataTooLargeError
+    from sparkonnx.spark_api.training.job import KerasTrainingError, TrainingDependencyError
+    from sparkonnx.spark_api.training.keras_estimator import (
         KerasEstimator,
         KerasEstimatorModel,
         TrainingSummary,
     )
-    from sparkonnx.spark_api.keras_image_estimator import (
+    from sparkonnx.spark_api.training.keras_image_estimator import (
         KerasImageFileEstimator,
         KerasImageFileModel,
     )
-    from sparkonnx.spark_api.keras_image_transformer import KerasImageFileTransformer
-    from sparkonnx.spark_api.keras_transformer import KerasTransformer
-    from sparkonnx.spark_api.onnx_transformer import ONNXTransformer
-    from sparkonnx.spark_api.sql import register_udf, registerKerasImageUDF
-    from sparkonnx.spark_api.tf_input_graph import TFInputGraph
-    from sparkonnx.spark_api.tf_transformer import TFTransformer
-    from sparkonnx.spark_api.training import KerasTrainingError, TrainingDependencyError
-    from sparkonnx.spark_api.training_data import TrainingDataTooLargeError
-    from sparkonnx.spark_api.zoo_transformers import DeepImageFeaturizer, DeepImagePredictor
+    from sparkonnx.spark_api.transformers.image_transformer import (
+        ImageTransformer,
+        TFImageTransformer,
+    )
+    from sparkonnx.spark_api.transformers.keras_image_transformer import KerasImageFileTransformer
+    from sparkonnx.spark_api.transformers.keras_transformer import KerasTransformer
+    from sparkonnx.spark_api.transformers.onnx_transformer import ONNXTransformer
+    from sparkonnx.spark_api.transformers.tf_input_graph import TFInputGraph
+    from sparkonnx.spark_api.transformers.tf_transformer import TFTransformer
+    from sparkonnx.spark_api.transformers.zoo_transformers import (
+        DeepImageFeaturizer,
+        DeepImagePredictor,
+    )

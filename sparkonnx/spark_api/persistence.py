@@ -23,6 +23,7 @@ from pyspark.ml.util import (
 )
 
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.spark_api import current_class_path
 
 RW = TypeVar("RW", bound="OnnxStagePersistence")
 
@@ -64,7 +65,14 @@ class OnnxStageReader(MLReader, Generic[RW]):
     def load(self, path: str) -> RW:
         spark = self.sparkSession
         expected = f"{self.cls.__module__}.{self.cls.__name__}"
-        metadata = DefaultParamsReader.loadMetadata(path, spark, expected)
+        metadata = DefaultParamsReader.loadMetadata(path, spark)
+        saved = current_class_path(metadata["class"])  # a save from before the reshaping
+        if saved != expected:
+            raise TypeError(
+                f"the stage saved under {path} is a {metadata['class']}; "
+                f"{self.cls.__name__}.load reads {expected} stages: load it with "
+                f"{saved.rpartition('.')[2]}.load or PipelineModel.load"
+            )
         instance = self.cls()
         cast(Params, instance)._resetUid(metadata["uid"])
         DefaultParamsReader.getAndSetParams(instance, metadata)

@@ -24,6 +24,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ from sparkonnx.engine.image_preprocess import ImagePreprocessing
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.tensors import column_to_tensor
 from sparkonnx.spark_api.params import HasPrecision
+from sparkonnx.spark_api.runtime.image_executor import SAMPLE_SCHEMA, preprocess_sample
+from sparkonnx.spark_api.session import sql_functions
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +113,29 @@ def tensor_sampling(columns: Mapping[str, TensorSpec], allow_cast: bool = False)
     return Sampling(tuple(columns), feeds)
 
 
+def image_sampling(column: str, input_name: str, preprocessing: ImagePreprocessing) -> Sampling:
+    """Calibration sampling of an image column: images are resized and preprocessed on the
+    executors (`preprocess_sample`); only the model-sized tensors reach the driver."""
+
+    def on_executors(df: Any) -> Any:
+        return df.mapInArrow(partial(preprocess_sample, column, preprocessing), SAMPLE_SCHEMA)
+
+    def feeds(table: pa.Table) -> dict[str, np.ndarray]:
+        data, shapes = table.column("tensor").to_pylist(), table.column("shape").to_pylist()
+        valid = [(d, tuple(s)) for d, s in zip(data, shapes) if d is not None]
+        if len({s for _, s in valid}) > 1:
+            raise ValueError(
+                f"image column {column!r}: the sampled images have different sizes "
+                f"{sorted({s for _, s in valid})} and the model takes any size; set "
+                "inputSize=[height, width] to resize them"
+            )
+        dtype = np.dtype(preprocessing.dtype)
+        arrays = [np.frombuffer(d, dtype).reshape(s) for d, s in valid]
+        return {input_name: np.stack(arrays) if arrays else np.empty((0,), dtype)}
+
+    return Sampling((column,), feeds, on_executors, preprocessing)
+
+
 def sample_dataframe(dataset: Any, sampling: Sampling, rows: int, seed: int) -> CalibrationSet:
     """A seeded random sample of `rows` rows of the sampling's columns, as model feeds.
 
@@ -119,9 +145,7 @@ def sample_dataframe(dataset: Any, sampling: Sampling, rows: int, seed: int) -> 
     sample of about twice `rows` rows goes through the step on the executors, so only shrunk
     rows are sorted and reach the driver.
     """
-    from sparkonnx.spark_api.training_data import sql_functions
-
-    F, _ = sql_functions(dataset)
+    F = sql_functions(dataset)
     picked = dataset.select(*sampling.columns)
     if sampling.on_executors is not None:
         total = dataset.count()

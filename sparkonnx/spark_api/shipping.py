@@ -1,4 +1,5 @@
-"""Getting a model to executors by reference, once per worker, on classic Spark and Connect.
+"""Driver side of getting a model to executors by reference, once per worker, on classic
+Spark and Connect.
 
 Small models travel inline in the task closure; larger ones are added once per session as a
 Spark file (`sparkContext.addFile`) or, on Spark Connect, as a file artifact
@@ -12,11 +13,12 @@ import logging
 import os
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.spark_api.runtime.model_ref import ModelRef
+from sparkonnx.spark_api.session import is_connect
 
 logger = logging.getLogger(__name__)
 
@@ -25,36 +27,6 @@ INLINE_LIMIT_BYTES = int(os.environ.get("SPARKONNX_INLINE_MODEL_BYTES", str(4 * 
 
 _shipped: set[tuple[str, str]] = set()
 _shipped_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """What a task needs to find a model: its hash plus inline bytes or a Spark file name."""
-
-    sha256: str
-    inline: bytes | None = field(default=None, repr=False)
-    file_name: str | None = None
-
-    def load(self) -> bytes | str:
-        """On an executor: the model bytes, or the local path of the shipped file."""
-        if self.inline is not None:
-            return self.inline
-        from pyspark import SparkFiles
-
-        assert self.file_name is not None
-        path = SparkFiles.get(self.file_name)
-        if not os.path.exists(path):
-            raise FileNotFoundError(
-                f"shipped model file {self.file_name} not found on this executor at {path}; "
-                "was the DataFrame transformed with another SparkSession than the one it "
-                "belongs to?"
-            )
-        return path
-
-
-def is_connect(spark: Any) -> bool:
-    """True for a Spark Connect session (no sparkContext, no JVM access)."""
-    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 def _session_key(spark: Any) -> str:

@@ -37,7 +37,8 @@ from sparkonnx.engine.images import IMAGE_FIELDS, image_structs_to_batch
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
 from sparkonnx.engine.tensors import TensorConversionError, column_to_tensor, tensor_to_arrow
-from sparkonnx.spark_api.executor import InferencePlan, OutputColumn, session_for
+from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn, session_for
+from sparkonnx.spark_api.session import active_session
 from sparkonnx.spark_api.shipping import ship_model
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
 
@@ -66,7 +67,7 @@ class UdfSpec:
 
 def _resolve_model(model: Any) -> OnnxModel:
     """Any supported model form as an OnnxModel, converting TF / Keras sources once here."""
-    from sparkonnx.spark_api.tf_input_graph import TFInputGraph
+    from sparkonnx.spark_api.transformers.tf_input_graph import TFInputGraph
 
     if isinstance(model, TFInputGraph):
         return model.model
@@ -228,24 +229,6 @@ def _pandas_udf(spec: UdfSpec, return_type: DataType) -> Any:
     return pandas_udf(predict, return_type)  # type: ignore[call-overload]
 
 
-def _active_session() -> Any:
-    from pyspark.sql import SparkSession
-
-    session: Any = SparkSession.getActiveSession()
-    if session is None:
-        try:
-            from pyspark.sql.connect.session import SparkSession as ConnectSession
-
-            session = ConnectSession.getActiveSession()
-        except ImportError:  # pragma: no cover - the connect extra is not installed
-            session = None
-    if session is None:
-        raise RuntimeError(
-            "no active SparkSession: create one first, or pass spark=... to registerKerasImageUDF"
-        )
-    return session
-
-
 def registerKerasImageUDF(
     udf_name: str,
     keras_model_or_file_path: Any,
@@ -268,7 +251,7 @@ def registerKerasImageUDF(
     if result.parity is not None:
         logger.info("registerKerasImageUDF %s: %s", udf_name, result.parity.summary())
     return register_udf(
-        spark or _active_session(),
+        active_session(spark, "pass spark=... to registerKerasImageUDF"),
         udf_name,
         result.model,
         batchSize=batchSize,

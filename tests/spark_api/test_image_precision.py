@@ -15,8 +15,7 @@ from sparkonnx.converters.gate import GateError
 from sparkonnx.converters.quantize import quantization_of
 from sparkonnx.engine.images import batch_to_image_structs
 from sparkonnx.engine.model import OnnxModel
-from sparkonnx.spark_api.image_executor import image_sampling
-from sparkonnx.spark_api.precision import sample_dataframe
+from sparkonnx.spark_api.precision import image_sampling, sample_dataframe
 from tests.converters.test_quantize import as_nchw, small_classifier, smooth_images
 from tests.spark_api.test_precision import cached_int8_record
 

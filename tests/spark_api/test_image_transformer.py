@@ -12,8 +12,8 @@ from pyspark.ml.linalg import DenseVector
 
 import sparkonnx
 from sparkonnx import ImageTransformer, TFImageTransformer, testing
-from sparkonnx.spark_api.image_utils import imageArrayToStruct, imageStructToArray
-from sparkonnx.spark_api.images import ImageSchema, read_images
+from sparkonnx.spark_api.images.reading import ImageSchema, read_images
+from sparkonnx.spark_api.images.structs import imageArrayToStruct, imageStructToArray
 
 RNG = np.random.default_rng(3)
 SIZES = [(8, 8), (13, 9), (6, 11), (20, 20), (8, 8)]

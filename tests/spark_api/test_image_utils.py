@@ -9,18 +9,18 @@ import pytest
 from pyspark.sql import Row
 
 import sparkonnx
-from sparkonnx.spark_api.image_utils import (
+from sparkonnx.spark_api.images.reading import IMAGE_STRUCT_TYPE, ImageSchema, is_image_struct_type
+from sparkonnx.spark_api.images.structs import (
     imageArrayToStruct,
     imageStructToArray,
     imageStructToPIL,
 )
-from sparkonnx.spark_api.images import IMAGE_STRUCT_TYPE, ImageSchema, is_image_struct_type
 
 RNG = np.random.default_rng(5)
 
 
 def test_public_names() -> None:
-    assert sparkonnx.read_images.__module__ == "sparkonnx.spark_api.images"
+    assert sparkonnx.read_images.__module__ == "sparkonnx.spark_api.images.reading"
     assert sparkonnx.imageStructToArray is imageStructToArray
     assert sparkonnx.ImageSchema is ImageSchema
     assert issubclass(sparkonnx.ImageDecodeError, ValueError)

@@ -17,9 +17,10 @@ from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.ml.tuning import ParamGridBuilder, TrainValidationSplit
 from pyspark.sql import types as T
 
-from sparkonnx.spark_api import training, training_data
-from sparkonnx.spark_api.keras_estimator import KerasEstimator, KerasEstimatorModel
 from sparkonnx.spark_api.shipping import ModelRef
+from sparkonnx.spark_api.training import data as training_data
+from sparkonnx.spark_api.training import job as training
+from sparkonnx.spark_api.training.keras_estimator import KerasEstimator, KerasEstimatorModel
 
 # Executors unpickle this module's loaders by reference, so it must not import TensorFlow itself.
 pytestmark = pytest.mark.skipif(

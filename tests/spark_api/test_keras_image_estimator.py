@@ -16,13 +16,13 @@ from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.ml.tuning import CrossValidator, CrossValidatorModel, ParamGridBuilder
 from pyspark.sql import types as T
 
-from sparkonnx.spark_api.keras_image_estimator import (
+from sparkonnx.spark_api.training.data import TrainingDataTooLargeError
+from sparkonnx.spark_api.training.keras_image_estimator import (
     ImageLoadingError,
     KerasImageFileEstimator,
     KerasImageFileModel,
 )
-from sparkonnx.spark_api.keras_image_transformer import KerasImageFileTransformer
-from sparkonnx.spark_api.training_data import TrainingDataTooLargeError
+from sparkonnx.spark_api.transformers.keras_image_transformer import KerasImageFileTransformer
 
 # Executors unpickle this module's loaders by reference, so it must not import TensorFlow itself.
 pytestmark = pytest.mark.skipif(

@@ -9,7 +9,7 @@ from PIL import Image
 from pyspark.ml import Pipeline, PipelineModel
 
 from sparkonnx import KerasImageFileTransformer
-from sparkonnx.spark_api.image_utils import imageStructToArray
+from sparkonnx.spark_api.images.structs import imageStructToArray
 
 SIZE = (8, 8)
 

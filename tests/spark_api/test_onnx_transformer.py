@@ -7,7 +7,7 @@ from pyspark.ml.linalg import Vectors
 from sparkonnx import ONNXTransformer, testing
 from sparkonnx.engine.tensors import TensorConversionError
 from sparkonnx.spark_api import shipping
-from sparkonnx.spark_api.executor import session_stats
+from sparkonnx.spark_api.runtime.executor import session_stats
 
 
 def ort_run(proto, feeds):
@@ -254,7 +254,7 @@ def test_outputs_come_from_one_arrow_udf_and_only_inputs_travel(spark):
 
 
 def test_map_in_arrow_fallback_without_arrow_udfs(spark, monkeypatch):
-    from sparkonnx.spark_api import arrow_udf_path
+    from sparkonnx.spark_api.runtime import arrow_udf_path
 
     monkeypatch.setattr(arrow_udf_path, "arrow_udf_supported", lambda: False)  # pyspark 4.0
     df, x = features_df(spark, n=30)

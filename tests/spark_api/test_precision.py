@@ -14,7 +14,7 @@ from sparkonnx.converters.gate import GateError
 from sparkonnx.converters.quantize import quantization_of, quantize
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.spark_api import precision
-from sparkonnx.spark_api.onnx_transformer import ONNXTransformer
+from sparkonnx.spark_api.transformers.onnx_transformer import ONNXTransformer
 from tests.converters.test_quantize import as_nchw, small_classifier, smooth_images
 
 ROWS = 64

@@ -12,13 +12,13 @@ import pytest
 from PIL import Image
 
 from sparkonnx.engine.images import image_structs_to_batch
-from sparkonnx.spark_api.image_utils import imageStructToArray
-from sparkonnx.spark_api.images import (
+from sparkonnx.spark_api.images.reading import (
     READ_IMAGES_SCHEMA,
     read_images,
     readImagesWithCustomFn,
     require_image_column,
 )
+from sparkonnx.spark_api.images.structs import imageStructToArray
 
 RNG = np.random.default_rng(11)
 KNOWN_RGB = (200, 100, 50)  # at row 1, column 2 of known.png (3 x 4)

@@ -11,8 +11,8 @@ from pyspark.sql.types import IntegerType, StructField, StructType
 
 from sparkonnx import ImageSchema, OnnxModel, register_udf, registerKerasImageUDF, testing
 from sparkonnx.spark_api import sql as sql_module
-from sparkonnx.spark_api.executor import session_stats
-from sparkonnx.spark_api.images import IMAGE_STRUCT_TYPE
+from sparkonnx.spark_api.images.reading import IMAGE_STRUCT_TYPE
+from sparkonnx.spark_api.runtime.executor import session_stats
 
 ATOL = 1e-5
 

@@ -33,16 +33,7 @@ from sparkonnx.engine.image_preprocess import (
 )
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
-from sparkonnx.spark_api.arrow_udf_path import add_model_columns
-from sparkonnx.spark_api.executor import InferencePlan, OutputColumn
-from sparkonnx.spark_api.image_executor import (
-    ImageOutput,
-    VectorOutput,
-    image_sampling,
-    prepare_images,
-)
-from sparkonnx.spark_api.image_params import HasImageOutput, HasImagePreprocessing
-from sparkonnx.spark_api.images import IMAGE_STRUCT_TYPE, require_image_column
+from sparkonnx.spark_api.images.reading import IMAGE_STRUCT_TYPE, require_image_column
 from sparkonnx.spark_api.params import (
     HasModelFile,
     HasOutputFormat,
@@ -50,7 +41,17 @@ from sparkonnx.spark_api.params import (
     HasRuntimeOptions,
 )
 from sparkonnx.spark_api.persistence import HoldsOnnxModel
-from sparkonnx.spark_api.shipping import ModelRef, ship_model
+from sparkonnx.spark_api.runtime.arrow_udf_path import add_model_columns
+from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn
+from sparkonnx.spark_api.runtime.image_executor import (
+    ImageOutput,
+    VectorOutput,
+    prepare_images,
+)
+from sparkonnx.spark_api.runtime.model_ref import ModelRef
+from sparkonnx.spark_api.session import array_to_vector, sql_functions
+from sparkonnx.spark_api.shipping import ship_model
+from sparkonnx.spark_api.transformers.image_params import HasImageOutput, HasImagePreprocessing
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
 
 logger = logging.getLogger(__name__)
@@ -197,11 +198,9 @@ class ImageModelBase(
         plan = dataclasses.replace(plan, model=ship_model(dataset.sparkSession, model))
         result = add_model_columns(dataset, plan, schema)  # only the image column goes to Python
         if self.getOutputMode() == "vector" and self.getOutputFormat() == "vector":
-            from pyspark.ml.functions import array_to_vector
-            from pyspark.sql import functions as F
-
+            F = sql_functions(dataset)
             col = F.col(self.getOutputCol())  # array_to_vector fails on nulls: keep them null
-            vector = F.when(col.isNull(), F.lit(None)).otherwise(array_to_vector(col))
+            vector = F.when(col.isNull(), F.lit(None)).otherwise(array_to_vector(dataset)(col))
             result = result.withColumn(self.getOutputCol(), vector)
         return result
 
@@ -347,7 +346,7 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
         if self.getPrecision() == "fp32":
             return model
         from sparkonnx.engine.pruning import keep_outputs
-        from sparkonnx.spark_api.precision import resolve_precision
+        from sparkonnx.spark_api.precision import image_sampling, resolve_precision
 
         pruned: dict[tuple[str, str], OnnxModel] = self.__dict__.setdefault("_pruned_models", {})
         key = (model.sha256, out_spec.name)

@@ -1,11 +1,10 @@
 """What the image stages run on executors: image structs -> the model input, outputs -> vector
-or image columns, per-row errors, and the preprocessed calibration sample of `precision`."""
+or image columns, per-row errors, and the executor step of the image calibration sample."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -13,8 +12,7 @@ import pyarrow as pa
 
 from sparkonnx.engine.image_preprocess import ImagePreprocessing, images_from_tensor
 from sparkonnx.engine.images import IMAGE_ARROW_TYPE, ImageDecodeError, batch_to_image_structs
-from sparkonnx.spark_api.executor import OutputColumn, PreparedBatch
-from sparkonnx.spark_api.precision import Sampling
+from sparkonnx.spark_api.runtime.executor import OutputColumn, PreparedBatch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,26 +123,3 @@ def preprocess_sample(
             [pa.array(data, pa.binary()), pa.array([shape] * len(data), pa.list_(pa.int32()))],
             names=["tensor", "shape"],
         )
-
-
-def image_sampling(column: str, input_name: str, preprocessing: ImagePreprocessing) -> Sampling:
-    """Calibration sampling of an image column: images are resized and preprocessed on the
-    executors (`preprocess_sample`); only the model-sized tensors reach the driver."""
-
-    def on_executors(df: Any) -> Any:
-        return df.mapInArrow(partial(preprocess_sample, column, preprocessing), SAMPLE_SCHEMA)
-
-    def feeds(table: pa.Table) -> dict[str, np.ndarray]:
-        data, shapes = table.column("tensor").to_pylist(), table.column("shape").to_pylist()
-        valid = [(d, tuple(s)) for d, s in zip(data, shapes) if d is not None]
-        if len({s for _, s in valid}) > 1:
-            raise ValueError(
-                f"image column {column!r}: the sampled images have different sizes "
-                f"{sorted({s for _, s in valid})} and the model takes any size; set "
-                "inputSize=[height, width] to resize them"
-            )
-        dtype = np.dtype(preprocessing.dtype)
-        arrays = [np.frombuffer(d, dtype).reshape(s) for d, s in valid]
-        return {input_name: np.stack(arrays) if arrays else np.empty((0,), dtype)}
-
-    return Sampling((column,), feeds, on_executors, preprocessing)

@@ -9,12 +9,12 @@ column both ways.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from sparkonnx.spark_api.executor import InferencePlan, run_columns, run_partition
+from sparkonnx.spark_api.runtime.executor import InferencePlan, run_columns, run_partition
+from sparkonnx.spark_api.session import python_udf
 
 
 def add_model_columns(dataset: DataFrame, plan: InferencePlan, schema: T.StructType) -> DataFrame:
@@ -40,24 +40,6 @@ def _quoted(column: str) -> str:
     return "`" + column.replace("`", "``") + "`"
 
 
-def _scalar_arrow_iter_udf(dataset: DataFrame, fn: Any, return_type: T.DataType) -> Any:
-    """An iterator Arrow UDF for `dataset`'s kind of session (classic or Spark Connect).
-
-    Built from the session kind of the DataFrame, not from the process (`arrow_udf` asks
-    `is_remote()`, which is wrong when classic and Connect sessions live in one process).
-    """
-    from pyspark.util import PythonEvalType
-
-    eval_type = PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF
-    if type(dataset).__module__.startswith("pyspark.sql.connect"):
-        from pyspark.sql.connect.udf import UserDefinedFunction as ConnectUDF
-
-        return ConnectUDF(fn, returnType=return_type, evalType=eval_type)
-    from pyspark.sql.udf import UserDefinedFunction
-
-    return UserDefinedFunction(fn, returnType=return_type, evalType=eval_type)
-
-
 def with_output_columns(dataset: DataFrame, plan: InferencePlan, schema: T.StructType) -> DataFrame:
     """`dataset` with the model outputs appended, through one iterator Arrow UDF.
 
@@ -67,7 +49,10 @@ def with_output_columns(dataset: DataFrame, plan: InferencePlan, schema: T.Struc
     """
     fields = schema.fields[len(dataset.schema.fields) :]
     return_type: T.DataType = fields[0].dataType if len(fields) == 1 else T.StructType(fields)
-    udf = _scalar_arrow_iter_udf(dataset, partial(run_columns, plan), return_type)
+    from pyspark.util import PythonEvalType
+
+    eval_type = PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF
+    udf = python_udf(dataset, partial(run_columns, plan), return_type, eval_type)
     call = udf(*(_quoted(column) for column, _ in plan.inputs))  # names: classic or Connect
     if len(fields) == 1:
         return dataset.withColumn(fields[0].name, call)

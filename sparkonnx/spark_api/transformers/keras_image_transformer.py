@@ -24,10 +24,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
-from sparkonnx.spark_api.executor import PreparedBatch
-from sparkonnx.spark_api.image_executor import errors_column, fail_on_errors
-from sparkonnx.spark_api.image_transformer import ImageModelBase, output_column, pick
 from sparkonnx.spark_api.persistence import OnnxStageWriter
+from sparkonnx.spark_api.runtime.executor import PreparedBatch
+from sparkonnx.spark_api.runtime.image_executor import errors_column, fail_on_errors
+from sparkonnx.spark_api.transformers.image_transformer import ImageModelBase, output_column, pick
 
 logger = logging.getLogger(__name__)
 

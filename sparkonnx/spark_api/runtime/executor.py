@@ -21,7 +21,7 @@ from sparkonnx.engine.model import TensorSpec
 from sparkonnx.engine.providers import gpu_id_from_resources, plan_providers
 from sparkonnx.engine.sessions import SESSION_CACHE, ModelSession, SessionOptions
 from sparkonnx.engine.tensors import arrow_type_for, column_to_tensor, tensor_to_arrow
-from sparkonnx.spark_api.shipping import ModelRef
+from sparkonnx.spark_api.runtime.model_ref import ModelRef
 
 logger = logging.getLogger(__name__)
 

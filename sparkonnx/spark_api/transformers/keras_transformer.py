@@ -10,7 +10,7 @@ from pyspark import keyword_only
 from pyspark.ml.param import Param, Params, TypeConverters
 
 from sparkonnx.engine.model import OnnxModel
-from sparkonnx.spark_api.onnx_transformer import ONNXTransformer
+from sparkonnx.spark_api.transformers.onnx_transformer import ONNXTransformer
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sparkonnx.spark_api.shipping import ModelRef
+from sparkonnx.spark_api.runtime.model_ref import ModelRef
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,8 @@ from sparkonnx.engine.images import (
     OCV_TYPES,
     decode_file_batches,
 )
-from sparkonnx.spark_api.image_utils import imageArrayToStruct, imageStructToArray
+from sparkonnx.spark_api.images.structs import imageArrayToStruct, imageStructToArray
+from sparkonnx.spark_api.session import active_session
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
@@ -146,20 +147,6 @@ def require_image_column(df: DataFrame | StructType, column: str) -> None:
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def _session(spark: SparkSession | None) -> SparkSession:
-    if spark is not None:
-        return spark
-    from pyspark.sql import SparkSession
-
-    active = SparkSession.getActiveSession()
-    if active is None:
-        raise RuntimeError(
-            "no active SparkSession: create one first, or pass spark=<session> "
-            "(a classic or a Spark Connect session)"
-        )
-    return active
 
 
 def _hadoop_path(uri: str) -> str:
@@ -325,7 +312,7 @@ def _decode(
     spark: SparkSession | None,
     **read_options: Any,
 ) -> DataFrame:
-    session = _session(spark)
+    session = active_session(spark)
     files = _read_files(session, path, **read_options)
     # The closure holds plain values only: an importable function, the user's decoder, a bool.
     fn = functools.partial(decode_file_batches, decoder=decoder, strict=bool(strict))

@@ -8,8 +8,8 @@ from typing import Any
 from pyspark import keyword_only
 
 from sparkonnx.engine.model import OnnxModel
-from sparkonnx.spark_api.onnx_transformer import ModelLike, ONNXTransformer
-from sparkonnx.spark_api.tf_input_graph import TFInputGraph
+from sparkonnx.spark_api.transformers.onnx_transformer import ModelLike, ONNXTransformer
+from sparkonnx.spark_api.transformers.tf_input_graph import TFInputGraph
 
 logger = logging.getLogger(__name__)
 

@@ -21,14 +21,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
-from sparkonnx.spark_api import training_data
-from sparkonnx.spark_api.image_params import HasImageOutput
-from sparkonnx.spark_api.keras_estimator import (
+from sparkonnx.spark_api.params import HasOutputFormat, HasRuntimeOptions
+from sparkonnx.spark_api.persistence import OnnxStageWriter
+from sparkonnx.spark_api.training import data as training_data
+from sparkonnx.spark_api.training.keras_estimator import (
     TrainingSummary,
     _KerasEstimatorBase,
     _StartModel,
 )
-from sparkonnx.spark_api.keras_image_transformer import (
+from sparkonnx.spark_api.transformers.image_params import HasImageOutput
+from sparkonnx.spark_api.transformers.keras_image_transformer import (
     ImageLoader,
     KerasImageFileTransformer,
     _one_image,
@@ -36,8 +38,6 @@ from sparkonnx.spark_api.keras_image_transformer import (
     loader_path,
     resolve_loader,
 )
-from sparkonnx.spark_api.params import HasOutputFormat, HasRuntimeOptions
-from sparkonnx.spark_api.persistence import OnnxStageWriter
 
 logger = logging.getLogger(__name__)
 

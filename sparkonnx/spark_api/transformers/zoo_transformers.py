@@ -18,10 +18,10 @@ from pyspark.sql import DataFrame
 
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.model_zoo.registry import MODELS, get_model
-from sparkonnx.spark_api.image_transformer import ImageTransformer
 from sparkonnx.spark_api.params import HasOutputFormat, HasPrecision, HasRuntimeOptions
 from sparkonnx.spark_api.persistence import OnnxStagePersistence
-from sparkonnx.spark_api.training_data import sql_functions
+from sparkonnx.spark_api.session import sql_functions
+from sparkonnx.spark_api.transformers.image_transformer import ImageTransformer
 
 
 def _to_model_name(value: Any) -> str:
@@ -215,7 +215,7 @@ class DeepImagePredictor(_ZooStage):
         out = self.getOutputCol()
         scores = f"__{self.uid}_probabilities"
         scored = self._image_transformer(scores, "array").transform(dataset)
-        F, _ = sql_functions(dataset)
+        F = sql_functions(dataset)
         labels = imagenet_labels()
         ids, names = F.lit(list(labels.class_ids)), F.lit(list(labels.descriptions))
         # sort by (probability, -index) descending: ties keep the lower class index first

@@ -19,7 +19,7 @@ from pyspark.sql import types as T
 
 from sparkonnx.engine.model import TensorSpec
 from sparkonnx.engine.tensors import column_to_tensor
-from sparkonnx.spark_api.shipping import is_connect
+from sparkonnx.spark_api.session import sql_functions, vector_to_array
 
 logger = logging.getLogger(__name__)
 
@@ -85,29 +85,11 @@ def check_training_size(
     return total
 
 
-def sql_functions(dataset: DataFrame) -> tuple[Any, Any]:
-    """(pyspark SQL functions module, vector_to_array) for the session `dataset` belongs to.
-
-    `pyspark.sql.functions` picks classic or Connect from the process environment, which is
-    wrong when one process holds both kinds of session; the DataFrame knows which it is.
-    """
-    if is_connect(dataset.sparkSession):
-        from pyspark.ml.connect import functions as ml_connect
-        from pyspark.sql.connect import functions as sql_connect
-
-        return sql_connect, ml_connect.vector_to_array
-    from pyspark.ml import functions as ml_classic
-    from pyspark.sql import functions as sql_classic
-
-    return sql_classic, ml_classic.vector_to_array
-
-
 def label_array(dataset: DataFrame, column: str) -> Any:
     """A Column of one-hot label arrays for `column`, or a TypeError naming what is allowed."""
     dataType = dataset.schema[column].dataType
     if isinstance(dataType, T.UserDefinedType) and dataType.simpleString() == "vector":
-        _, vector_to_array = sql_functions(dataset)
-        return vector_to_array(dataset[column])
+        return vector_to_array(dataset)(dataset[column])
     if isinstance(dataType, T.ArrayType) and isinstance(dataType.elementType, T.NumericType):
         return dataset[column]
     raise TypeError(
@@ -124,7 +106,7 @@ def check_label_column(dataset: DataFrame, column: str, width: int) -> int:
             f"{', '.join(dataset.columns)}"
         )
     labels = label_array(dataset, column)
-    F, _ = sql_functions(dataset)
+    F = sql_functions(dataset)
     stats = dataset.select(
         F.count(F.lit(1)).alias("rows"),
         F.sum(dataset[column].isNull().cast("long")).alias("null_rows"),

@@ -25,11 +25,12 @@ from pyspark.ml.param.shared import HasInputCol, HasLabelCol, HasOutputCol, HasS
 from pyspark.sql import DataFrame
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
-from sparkonnx.spark_api import training, training_data
-from sparkonnx.spark_api.onnx_transformer import ONNXTransformer
 from sparkonnx.spark_api.params import HasRuntimeOptions, HasTensorOutputOptions
 from sparkonnx.spark_api.persistence import OnnxStagePersistence
 from sparkonnx.spark_api.shipping import ship_bytes
+from sparkonnx.spark_api.training import data as training_data
+from sparkonnx.spark_api.training import job as training
+from sparkonnx.spark_api.transformers.onnx_transformer import ONNXTransformer
 from sparkonnx.spark_api.types import check_input_column
 
 logger = logging.getLogger(__name__)

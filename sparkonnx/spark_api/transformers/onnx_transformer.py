@@ -16,8 +16,6 @@ from pyspark.sql import types as T
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
 from sparkonnx.engine.tensors import TensorConversionError
-from sparkonnx.spark_api.arrow_udf_path import add_model_columns
-from sparkonnx.spark_api.executor import InferencePlan, OutputColumn
 from sparkonnx.spark_api.params import (
     HasModelFile,
     HasPrecision,
@@ -26,7 +24,10 @@ from sparkonnx.spark_api.params import (
     HasTensorOutputOptions,
 )
 from sparkonnx.spark_api.persistence import HoldsOnnxModel
-from sparkonnx.spark_api.shipping import ModelRef, ship_model
+from sparkonnx.spark_api.runtime.arrow_udf_path import add_model_columns
+from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn
+from sparkonnx.spark_api.runtime.model_ref import ModelRef
+from sparkonnx.spark_api.shipping import ship_model
 from sparkonnx.spark_api.types import check_input_column, spark_output_dtype, spark_type_for
 
 logger = logging.getLogger(__name__)
