@@ -221,7 +221,9 @@ def test_load_checks_the_class(spark, workdir):
     path = str(workdir / "sql")
     SQLTransformer(statement="SELECT * FROM __THIS__").save(path)
     with pytest.raises(
-        Exception, match=r"Expected class name sparkonnx.spark_api.onnx_transformer.ONNXTransformer"
+        TypeError,
+        match=r"is a org\.apache\.spark\.ml\.feature\.SQLTransformer; "
+        r"ONNXTransformer\.load reads sparkonnx\.spark_api\.transformers\.onnx_transformer",
     ):
         ONNXTransformer.load(path)
 
