@@ -53,7 +53,7 @@ def write_jpegs(root: Path, n: int, seed: int = 0) -> int:
 
 def resize_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """mapInArrow step: image structs -> (n, 224, 224, 3) uint8, returns one row per image."""
-    from sparkonnx.engine.images import image_structs_to_batch
+    from sparkonnx.engine.image_batch import image_structs_to_batch
 
     for batch in batches:
         images = batch.column(batch.schema.get_field_index("image"))

@@ -39,7 +39,7 @@ def local_spark(batch_rows: int = 10_000) -> Any:
 def image_dataframe(spark: Any, bgr: np.ndarray) -> Any:
     """A cached DataFrame: id, image (Spark image struct) and pixels (the same BGR bytes as a
     numeric array, for predict_batch_udf, which takes numeric arrays only)."""
-    from sparkonnx.engine.images import batch_to_image_structs
+    from sparkonnx.engine.image_batch import batch_to_image_structs
 
     n = len(bgr)
     structs = batch_to_image_structs(bgr, origins=[f"img{i}" for i in range(n)])

@@ -243,7 +243,7 @@ def _read_parquet(path: Path, model: OnnxModel) -> dict[str, np.ndarray]:
 def read_image_folder(folder: Path) -> pa.Array:
     """Every image file under `folder` (sorted by path) as Spark image structs, decoded as
     `read_images` decodes them; unreadable files are logged and become null rows."""
-    from sparkonnx.engine.images import decode_file_batches
+    from sparkonnx.engine.image_decode import decode_file_batches
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:

@@ -8,31 +8,26 @@ An :class:`ImagePreprocessing` says what a model wants: input ``size`` (height, 
 swaps channels.
 
 The same spec is stored by the converters as JSON in the ONNX metadata entry
-``sparkonnx.preprocessing`` (see :func:`spec_from_metadata`), with these keys, all optional::
-
-    {"size": [224, 224], "channel_order": "RGB", "layout": "NHWC", "dtype": "float32",
-     "scale": 0.00392156862745098, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-     "resample": "bilinear", "preset": "torch"}
-
-``preset`` names Keras' ``preprocess_input`` modes: 'tf' (x / 127.5 - 1), 'torch' (x / 255 then
-ImageNet mean / std, RGB) and 'caffe' (BGR, ImageNet mean subtracted, no scaling); explicit keys
-override a preset's values. The model zoo's spellings are read too: ``input_size`` (size),
-``resize`` (resample), ``normalisation`` (preset; ignored when ``"fused": true``, where the graph
-normalises itself). Unknown keys are ignored (logged), so newer writers stay readable.
+``sparkonnx.preprocessing``: its keys, presets and aliases are described in
+:mod:`sparkonnx.engine.image_spec`. :func:`resolve_preprocessing` combines that stored spec,
+the user's parameters and what the model input's shape says.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from sparkonnx.engine.images import ImageBatch, image_structs_to_batch, mode_to_dtype_channels
+from sparkonnx.engine.image_batch import ImageBatch, as_image_batch, image_structs_to_batch
+from sparkonnx.engine.image_pixels import RESAMPLE, swap_red_blue
+from sparkonnx.engine.image_spec import check_choice, floats, image_size, spec_from_metadata
+from sparkonnx.engine.images import mode_to_dtype_channels
 from sparkonnx.engine.model import Dim, TensorSpec
 
 logger = logging.getLogger(__name__)
@@ -40,42 +35,18 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CHANNEL_ORDERS",
     "LAYOUTS",
-    "PRESETS",
+    "RESAMPLES",
     "ImagePreprocessing",
     "images_from_tensor",
     "infer_layout",
     "resolve_preprocessing",
-    "spec_from_metadata",
 ]
 
 #: channel order -> number of channels
 CHANNEL_ORDERS: dict[str, int] = {"RGB": 3, "BGR": 3, "RGBA": 4, "BGRA": 4, "L": 1}
 LAYOUTS = ("NHWC", "NCHW", "NHW")
-RESAMPLES = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+RESAMPLES = tuple(RESAMPLE)
 _INPUT_DTYPES = ("float32", "float16", "float64", "uint8", "int8", "uint16", "int16", "int32")
-
-#: Keras ``preprocess_input`` modes as spec values.
-PRESETS: dict[str, dict[str, Any]] = {
-    "tf": {"channel_order": "RGB", "scale": 1 / 127.5, "mean": [1.0], "std": [1.0]},
-    "torch": {
-        "channel_order": "RGB",
-        "scale": 1 / 255.0,
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-    },
-    "caffe": {"channel_order": "BGR", "scale": 1.0, "mean": [103.939, 116.779, 123.68]},
-}
-SPEC_KEYS = (
-    "size",
-    "channel_order",
-    "layout",
-    "dtype",
-    "scale",
-    "mean",
-    "std",
-    "resample",
-    "preset",
-)
 
 
 @dataclass(frozen=True)
@@ -92,32 +63,32 @@ class ImagePreprocessing:
     resample: str = "bilinear"
 
     def __post_init__(self) -> None:
-        _check_choice("channel_order", self.channel_order, CHANNEL_ORDERS)
-        _check_choice("layout", self.layout, LAYOUTS)
-        _check_choice("dtype", self.dtype, _INPUT_DTYPES)
-        _check_choice("resample", self.resample, RESAMPLES)
+        check_choice("channel_order", self.channel_order, CHANNEL_ORDERS)
+        check_choice("layout", self.layout, LAYOUTS)
+        check_choice("dtype", self.dtype, _INPUT_DTYPES)
+        check_choice("resample", self.resample, RESAMPLES)
         if self.layout == "NHW" and self.channel_order != "L":
             raise ValueError(
                 f"layout 'NHW' (no channel axis) needs channel_order 'L', got "
                 f"{self.channel_order!r}"
             )
         if self.size is not None:
-            object.__setattr__(self, "size", _size(self.size, "size"))
+            object.__setattr__(self, "size", image_size(self.size, "size"))
         if not isinstance(self.scale, int | float) or not np.isfinite(self.scale):
             raise ValueError(f"scale must be a finite number, got {self.scale!r}")
         for name in ("mean", "std"):
             values = getattr(self, name)
             if values is None:
                 continue
-            floats = _floats(values, name)
-            if len(floats) not in (1, self.channels):
+            numbers = floats(values, name)
+            if len(numbers) not in (1, self.channels):
                 raise ValueError(
-                    f"{name} has {len(floats)} values; expected 1 or {self.channels} (one per "
+                    f"{name} has {len(numbers)} values; expected 1 or {self.channels} (one per "
                     f"channel of {self.channel_order!r})"
                 )
-            if name == "std" and any(v == 0 for v in floats):
-                raise ValueError(f"std must not contain 0, got {list(floats)}")
-            object.__setattr__(self, name, floats)
+            if name == "std" and any(v == 0 for v in numbers):
+                raise ValueError(f"std must not contain 0, got {list(numbers)}")
+            object.__setattr__(self, name, numbers)
 
     @property
     def channels(self) -> int:
@@ -165,7 +136,7 @@ class ImagePreprocessing:
             )
         x = images
         if self.channel_order in ("RGB", "RGBA"):
-            x = x[..., [2, 1, 0]] if self.channels == 3 else x[..., [2, 1, 0, 3]]
+            x = swap_red_blue(x)
         target = np.dtype(self.dtype)
         if self.scales_values:
             x = x.astype(np.float32)  # a fresh array: scale in place
@@ -219,25 +190,20 @@ def images_from_tensor(tensor: np.ndarray, layout: str, channel_order: str) -> n
     become float32; uint8, uint16 and float32 are kept. Other dtypes raise ValueError.
     """
     x = np.asarray(tensor)
-    if x.ndim == 3:
-        x = x[..., np.newaxis]
-    elif x.ndim != 4:
-        raise ValueError(
-            f"an image output has shape (n, height, width[, channels]) or (n, channels, height, "
-            f"width); got shape {x.shape}"
-        )
-    elif layout == "NCHW":
+    if x.ndim == 4 and layout == "NCHW":
         x = x.transpose(0, 2, 3, 1)
+    x = as_image_batch(
+        x,
+        "an image output has shape (n, height, width[, channels]) or (n, channels, height, width)",
+    )
     c = x.shape[-1]
     if c not in (1, 3, 4):
         raise ValueError(
             f"an image output has 1, 3 or 4 channels (layout {layout}); got shape {tensor.shape}"
         )
     if channel_order.startswith("RGB") and c in (3, 4):
-        x = x[..., [2, 1, 0]] if c == 3 else x[..., [2, 1, 0, 3]]
-    if x.dtype.kind == "f" and x.dtype != np.float32:
-        x = x.astype(np.float32)
-    elif x.dtype not in (np.uint8, np.uint16, np.float32):
+        x = swap_red_blue(x)
+    if x.dtype not in (np.uint8, np.uint16, np.float32):
         raise ValueError(
             f"image outputs must be uint8, uint16 or floats, got {x.dtype}; use outputMode "
             "'vector' for this model"
@@ -246,85 +212,6 @@ def images_from_tensor(tensor: np.ndarray, layout: str, channel_order: str) -> n
 
 
 # --------------------------------------------------------------------------- resolving a spec
-
-
-def _check_choice(name: str, value: Any, allowed: Sequence[str] | Mapping[str, Any]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
-
-
-def _size(value: Any, name: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be [height, width], got {value!r}") from None
-    if h <= 0 or w <= 0 or [h, w] != [float(v) for v in value]:
-        raise ValueError(f"{name} must be two positive integers [height, width], got {value!r}")
-    return h, w
-
-
-def _floats(value: Any, name: str) -> tuple[float, ...]:
-    if isinstance(value, int | float):
-        value = [value]
-    try:
-        floats = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number or a list of numbers, got {value!r}") from None
-    if not floats or not all(np.isfinite(floats)):
-        raise ValueError(f"{name} must be finite numbers, got {value!r}")
-    return floats
-
-
-#: other spellings of keys (the model zoo's fused specs): alias -> key
-_ALIASES = {"input_size": "size", "resize": "resample", "normalisation": "preset"}
-
-
-def _with_aliases(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """``raw`` with alias keys renamed; a 'fused' spec's normalisation is inside the graph."""
-    out = {k: v for k, v in raw.items() if k not in _ALIASES and k != "fused"}
-    for alias, key in _ALIASES.items():
-        if alias in raw and key not in out:
-            out[key] = raw[alias]
-    if raw.get("fused") or out.get("preset") == "builtin":
-        out.pop("preset", None)
-    return out
-
-
-def spec_from_metadata(raw: Mapping[str, Any] | None, source: str = "metadata") -> dict[str, Any]:
-    """The preprocessing keys of a stored JSON spec, validated, with a ``preset`` expanded.
-
-    ``source`` names where the spec came from in error messages.
-    """
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{source}: preprocessing spec must be a JSON object, got {raw!r}")
-    raw = _with_aliases(raw)
-    unknown = sorted(set(raw) - set(SPEC_KEYS))
-    if unknown:
-        logger.info("%s: ignoring unknown preprocessing keys %s", source, unknown)
-    spec: dict[str, Any] = {}
-    preset = raw.get("preset")
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(
-                f"{source}: preprocessing preset {preset!r} is not one of {sorted(PRESETS)}"
-            )
-        spec.update(PRESETS[preset])
-    for key in SPEC_KEYS:
-        if key == "preset" or raw.get(key) is None:
-            continue
-        value = raw[key]
-        if key == "size":
-            value = _size(value, f"{source} size")
-        elif key in ("mean", "std"):
-            value = _floats(value, f"{source} {key}")
-        elif key == "scale":
-            value = _floats(value, f"{source} scale")[0]
-        elif key in ("channel_order", "layout"):
-            value = str(value).upper()
-        spec[key] = value
-    return spec
 
 
 def infer_layout(spec: TensorSpec) -> str | None:
@@ -372,16 +259,7 @@ def resolve_preprocessing(
     model's static one) or the input is not an image (rank 3 or 4).
     """
     name = input_spec.describe()
-    if input_spec.rank not in (3, 4):
-        raise ValueError(
-            f"model input {name} is not an image batch: expected rank 4 (NHWC or NCHW) or rank 3 "
-            "(NHW, gray); choose the image input with inputTensor"
-        )
-    if input_spec.dtype.name not in _INPUT_DTYPES:
-        raise ValueError(
-            f"model input {name} has type {input_spec.dtype.name}; image inputs must be one of "
-            f"{', '.join(_INPUT_DTYPES)}"
-        )
+    _check_image_input(input_spec, name)
     merged: dict[str, Any] = {
         **spec_from_metadata(metadata),
         **spec_from_metadata(overrides, "parameters"),
@@ -399,19 +277,7 @@ def resolve_preprocessing(
             f"size {list(size)} was asked but model input {name} ({layout}) takes images of "
             f"{model_size[0]}x{model_size[1]}; leave the size unset to use the model's"
         )
-    order = merged.get("channel_order")
-    if order is None:
-        order = {1: "L", 4: "RGBA"}.get(model_channels or 3, "RGB")
-    if model_channels is not None and CHANNEL_ORDERS.get(order, model_channels) != model_channels:
-        raise ValueError(
-            f"channel order {order!r} has {CHANNEL_ORDERS[order]} channels but model input {name} "
-            f"({layout}) takes {model_channels}"
-        )
-    if model_channels is not None and model_channels not in (1, 3, 4):
-        raise ValueError(
-            f"model input {name} has {model_channels} channels in layout {layout}; images have "
-            "1, 3 or 4. If the layout is wrong, set it ('NHWC' or 'NCHW')"
-        )
+    order = _channel_order(merged.get("channel_order"), model_channels, name, layout)
     dtype = merged.get("dtype", input_spec.dtype.name)
     if dtype != input_spec.dtype.name:
         raise ValueError(
@@ -427,3 +293,34 @@ def resolve_preprocessing(
         std=merged.get("std"),
         resample=merged.get("resample", "bilinear"),
     )
+
+
+def _check_image_input(input_spec: TensorSpec, name: str) -> None:
+    """Refuse a model input that cannot take images (rank other than 3 / 4, or its type)."""
+    if input_spec.rank not in (3, 4):
+        raise ValueError(
+            f"model input {name} is not an image batch: expected rank 4 (NHWC or NCHW) or rank 3 "
+            "(NHW, gray); choose the image input with inputTensor"
+        )
+    if input_spec.dtype.name not in _INPUT_DTYPES:
+        raise ValueError(
+            f"model input {name} has type {input_spec.dtype.name}; image inputs must be one of "
+            f"{', '.join(_INPUT_DTYPES)}"
+        )
+
+
+def _channel_order(order: str | None, model_channels: int | None, name: str, layout: str) -> str:
+    """The asked channel order, checked against the model's channel count, or the default."""
+    if order is None:
+        order = {1: "L", 4: "RGBA"}.get(model_channels or 3, "RGB")
+    if model_channels is not None and CHANNEL_ORDERS.get(order, model_channels) != model_channels:
+        raise ValueError(
+            f"channel order {order!r} has {CHANNEL_ORDERS[order]} channels but model input {name} "
+            f"({layout}) takes {model_channels}"
+        )
+    if model_channels is not None and model_channels not in (1, 3, 4):
+        raise ValueError(
+            f"model input {name} has {model_channels} channels in layout {layout}; images have "
+            "1, 3 or 4. If the layout is wrong, set it ('NHWC' or 'NCHW')"
+        )
+    return order

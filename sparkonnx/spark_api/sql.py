@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from sparkonnx.engine.images import IMAGE_FIELDS, image_structs_to_batch
+from sparkonnx.engine.image_batch import image_structs_to_batch
+from sparkonnx.engine.images import IMAGE_FIELDS
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
 from sparkonnx.engine.tensors import TensorConversionError, column_to_tensor, tensor_to_arrow

@@ -10,8 +10,8 @@ from sparkonnx.engine.image_preprocess import (
     images_from_tensor,
     infer_layout,
     resolve_preprocessing,
-    spec_from_metadata,
 )
+from sparkonnx.engine.image_spec import spec_from_metadata
 from sparkonnx.engine.images import IMAGE_ARROW_TYPE, array_to_struct_fields
 from sparkonnx.engine.model import TensorSpec
 

@@ -1,4 +1,4 @@
-"""engine/images: decoding, struct fields, and vectorised struct <-> numpy batches (no Spark)."""
+"""engine/images, image_decode, image_batch: struct fields, decoding, struct <-> numpy batches."""
 
 from __future__ import annotations
 
@@ -12,20 +12,22 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
+from sparkonnx.engine import image_decode
 from sparkonnx.engine import images as E
-from sparkonnx.engine.images import (
-    IMAGE_ARROW_TYPE,
-    ImageDecodeError,
+from sparkonnx.engine.image_batch import batch_to_image_structs, image_structs_to_batch
+from sparkonnx.engine.image_decode import (
     array_to_pil,
-    array_to_struct_fields,
-    batch_to_image_structs,
     decode_file_batches,
     decode_image,
     decode_image_fields,
-    image_structs_to_batch,
+    pil_to_array,
+)
+from sparkonnx.engine.images import (
+    IMAGE_ARROW_TYPE,
+    ImageDecodeError,
+    array_to_struct_fields,
     mode_to_dtype_channels,
     ocv_mode,
-    pil_to_array,
     struct_fields_to_array,
 )
 
@@ -345,7 +347,7 @@ def test_decode_file_batches_keeps_every_row() -> None:
     good = encode(Image.fromarray(rgb_image()), "PNG")
     items = [("a.png", good), ("empty.png", b""), ("text.jpg", b"hello"), ("b.png", good)]
     out = pa.Table.from_batches(list(decode_file_batches([_file_batch(items)])))
-    assert out.schema == E.DECODED_BATCH_SCHEMA
+    assert out.schema == image_decode.DECODED_BATCH_SCHEMA
     assert out.column("path").to_pylist() == [p for p, _ in items]
     errors = out.column("error").to_pylist()
     assert errors[0] is None and errors[3] is None
@@ -361,7 +363,7 @@ def test_unexpected_decoder_failures_become_row_errors(monkeypatch: pytest.Monke
     def explode(content: bytes) -> E.ImageFields:
         raise MemoryError("out of memory")
 
-    monkeypatch.setattr(E, "decode_image_fields", explode)
+    monkeypatch.setattr(image_decode, "decode_image_fields", explode)
     batch = _file_batch([("huge.png", b"data")])
     out = pa.Table.from_batches(list(decode_file_batches([batch])))
     assert out.column("error").to_pylist() == ["cannot decode image (MemoryError: out of memory)"]
@@ -377,7 +379,7 @@ def test_decode_file_batches_strict_names_the_file() -> None:
 
 
 def test_decode_file_batches_flushes_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(E, "_FLUSH_ROWS", 2)
+    monkeypatch.setattr(image_decode, "_FLUSH_ROWS", 2)
     good = encode(Image.fromarray(rgb_image()), "PNG")
     batch = _file_batch([(f"{i}.png", good) for i in range(6)])
     outs = list(decode_file_batches([batch.slice(1, 5)]))

@@ -13,7 +13,7 @@ import pytest
 from sparkonnx import ImageTransformer
 from sparkonnx.converters.gate import GateError
 from sparkonnx.converters.quantize import quantization_of
-from sparkonnx.engine.images import batch_to_image_structs
+from sparkonnx.engine.image_batch import batch_to_image_structs
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.spark_api.precision import image_sampling, sample_dataframe
 from tests.converters.test_quantize import as_nchw, small_classifier, smooth_images

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sparkonnx.engine.images import image_structs_to_batch
+from sparkonnx.engine.image_batch import image_structs_to_batch
 from sparkonnx.spark_api.images.reading import (
     READ_IMAGES_SCHEMA,
     read_images,

@@ -28,11 +28,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from sparkonnx.engine.images import (
-    IMAGE_FIELDS,
-    OCV_TYPES,
-    decode_file_batches,
-)
+from sparkonnx.engine.image_decode import decode_file_batches
+from sparkonnx.engine.images import IMAGE_FIELDS, OCV_TYPES
 from sparkonnx.spark_api.images.structs import imageArrayToStruct, imageStructToArray
 from sparkonnx.spark_api.session import active_session
 

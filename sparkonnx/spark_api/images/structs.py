@@ -14,12 +14,8 @@ import numpy as np
 from PIL import Image
 from pyspark.sql import Row
 
-from sparkonnx.engine.images import (
-    IMAGE_FIELDS,
-    array_to_pil,
-    array_to_struct_fields,
-    struct_fields_to_array,
-)
+from sparkonnx.engine.image_decode import array_to_pil
+from sparkonnx.engine.images import IMAGE_FIELDS, array_to_struct_fields, struct_fields_to_array
 
 __all__ = ["imageArrayToStruct", "imageStructToArray", "imageStructToPIL"]
 

@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from sparkonnx.engine.image_batch import batch_to_image_structs
 from sparkonnx.engine.image_preprocess import ImagePreprocessing, images_from_tensor
-from sparkonnx.engine.images import IMAGE_ARROW_TYPE, ImageDecodeError, batch_to_image_structs
+from sparkonnx.engine.images import IMAGE_ARROW_TYPE, ImageDecodeError
 from sparkonnx.spark_api.runtime.executor import OutputColumn, PreparedBatch
 
 
