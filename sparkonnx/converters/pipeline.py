@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import logging
 import resource
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnx
@@ -33,37 +29,13 @@ from sparkonnx.converters.parity import (
     run_session,
     user_sample,
 )
+from sparkonnx.converters.progress import Stages
 from sparkonnx.converters.result import ConversionResult, ModelSignature, ParityReport
 from sparkonnx.converters.source import PreparedSource
 
 logger = logging.getLogger(__name__)
 
 AUTO_LARGE_BYTES = 1_800_000_000  # weights above this take tf2onnx's external-storage path
-
-
-class _Stages:
-    """Timed stages with a tqdm bar (shown when asked, or on a terminal)."""
-
-    def __init__(self, name: str, total: int, show: bool | None) -> None:
-        from tqdm.auto import tqdm
-
-        visible = sys.stderr.isatty() if show is None else show
-        self.bar = tqdm(total=total, desc=f"converting {name}", disable=not visible, leave=False)
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, label: str) -> Iterator[None]:
-        self.bar.set_postfix_str(label)
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[label] = round(time.perf_counter() - start, 3)
-            logger.info("%s: %.2f s", label, self.timings[label])
-            self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def _final_names(prepared: PreparedSource, given: tuple[str, ...] | None, kind: str) -> list[str]:
@@ -94,21 +66,43 @@ def _tidy(proto: onnx.ModelProto, prepared: PreparedSource, options: ConversionO
     check_model(proto, prepared.info.name)
 
 
-def _parity(
+class _Sample(NamedTuple):
+    """Sample inputs, the source model's outputs on them, and whose they are."""
+
+    inputs: list[np.ndarray]
+    expected: list[Any]
+    kind: str  # 'user' or 'random'
+
+
+def _sample(
     proto: onnx.ModelProto,
-    precision: str,
-    tolerance: float,
-    expected: list[np.ndarray],
-    sample: list[np.ndarray],
-    kind: str,
-    name: str,
+    prepared: PreparedSource,
+    options: ConversionOptions,
+    sample_input: SampleInput | None,
+) -> _Sample:
+    """The user's sample input (checked against the model), or random rows; run by the source."""
+    if sample_input is not None:
+        inputs = user_sample(sample_input, prepared.inputs, _input_names(proto))
+    else:
+        inputs = random_sample(prepared.inputs, options.sample_batch, options.seed)
+    return _Sample(inputs, prepared.run(inputs), "user" if sample_input is not None else "random")
+
+
+def _parity(
+    proto: onnx.ModelProto, precision: str, tolerance: float, sample: _Sample, name: str
 ) -> ParityReport:
     session = make_session(proto, name)
     in_names = [i.name for i in session.get_inputs()]
     out_names = [o.name for o in proto.graph.output]
-    actual = run_session(session, out_names, sample, name)
+    actual = run_session(session, out_names, sample.inputs, name)
     report = compare(
-        expected, actual, out_names, tolerance, precision, dict(zip(in_names, sample)), kind
+        sample.expected,
+        actual,
+        out_names,
+        tolerance,
+        precision,
+        dict(zip(in_names, sample.inputs)),
+        sample.kind,
     )
     logger.info("%s: %s", name, report.summary())
     return report
@@ -135,59 +129,66 @@ def run(
     """Convert a prepared source with `options`; raise a ConversionError subclass on failure."""
     name = prepared.info.name
     want_sample = options.check or options.fp16
-    stages = _Stages(name, 4 + int(want_sample) + int(options.fp16), options.progress)
+    total = 4 + int(want_sample) + int(options.fp16)
+    stages = Stages(name, options.progress, total=total, desc=f"converting {name}")
     try:
         with stages.stage("tf2onnx"):
-            large = (
-                options.large_model
-                if options.large_model is not None
-                else prepared.weights_bytes > AUTO_LARGE_BYTES
-            )
-            if large:
-                logger.info(
-                    "%s: %.2f GB of weights: external tensor storage",
-                    name,
-                    prepared.weights_bytes / 1e9,
-                )
-            proto: onnx.ModelProto = prepared.to_onnx(
-                options.tf2onnx_opset, custom_handlers(), large
-            )
+            proto = _to_onnx(prepared, options)
         with stages.stage("check"):
             _tidy(proto, prepared, options)
         with stages.stage("opset"):
             proto = upgrade_opset(proto, options.opset)
             if options.opset > options.tf2onnx_opset:
                 check_model(proto, name)
-        parity = fp16_parity = None
-        expected: list[Any] = []
-        sample: list[np.ndarray] = []
+        parity = fp16_parity = sample = None
         if want_sample:
             with stages.stage("parity"):
-                kind = "user" if sample_input is not None else "random"
-                if sample_input is not None:
-                    sample = user_sample(sample_input, prepared.inputs, _input_names(proto))
-                else:
-                    sample = random_sample(prepared.inputs, options.sample_batch, options.seed)
-                expected = prepared.run(sample)
-                parity = _parity(proto, "fp32", options.tolerance, expected, sample, kind, name)
+                sample = _sample(proto, prepared, options, sample_input)
+                parity = _parity(proto, "fp32", options.tolerance, sample, name)
                 if not parity.passed and options.check:
                     raise _fail_parity(parity, name, fp16=False)
                 if not options.check:
                     parity = None
         else:
             make_session(proto, name)  # still prove that ONNX Runtime loads it
-        if options.fp16:
+        if options.fp16 and sample is not None:
             with stages.stage("fp16"):
                 proto = to_fp16(proto)
-                fp16_parity = _parity(
-                    proto, "fp16", options.fp16_tolerance, expected, sample, kind, name
-                )
+                fp16_parity = _parity(proto, "fp16", options.fp16_tolerance, sample, name)
                 if not fp16_parity.passed:
                     raise _fail_parity(fp16_parity, name, fp16=True)
         with stages.stage("metadata"):
             metadata.write(proto, metadata.build(prepared.info, options, parity, fp16_parity))
     finally:
         stages.close()
+    return _result(proto, prepared, options, parity, fp16_parity, stages.timings)
+
+
+def _to_onnx(prepared: PreparedSource, options: ConversionOptions) -> onnx.ModelProto:
+    """tf2onnx's model; weights above AUTO_LARGE_BYTES (or large_model=True) stored externally."""
+    large = (
+        options.large_model
+        if options.large_model is not None
+        else prepared.weights_bytes > AUTO_LARGE_BYTES
+    )
+    if large:
+        logger.info(
+            "%s: %.2f GB of weights: external tensor storage",
+            prepared.info.name,
+            prepared.weights_bytes / 1e9,
+        )
+    proto: onnx.ModelProto = prepared.to_onnx(options.tf2onnx_opset, custom_handlers(), large)
+    return proto
+
+
+def _result(
+    proto: onnx.ModelProto,
+    prepared: PreparedSource,
+    options: ConversionOptions,
+    parity: ParityReport | None,
+    fp16_parity: ParityReport | None,
+    timings: dict[str, float],
+) -> ConversionResult:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return ConversionResult(
         proto=proto,
@@ -196,7 +197,7 @@ def run(
         options=options,
         parity=parity,
         fp16_parity=fp16_parity,
-        timings=stages.timings,
+        timings=timings,
         peak_rss_bytes=int(peak),
     )
 

@@ -5,7 +5,8 @@ pre-processing (`quant_pre_process`), calibrates activation ranges on most of th
 (MinMax) and writes a QDQ model with per-channel int8 weights; dynamic int8 quantizes weights
 only (activations at run time: MLPs, transformers); fp16 keeps float32 inputs and outputs.
 The result is then compared with fp32 on held-out rows (see `gate.py`) and refused, with the
-measured figures, when it falls below the thresholds. The figures go into the model's
+measured figures, when it falls below the thresholds. ONNX Runtime's int8 tools are driven from
+`int8.py`, the fp16 rewrite is `fp16.py`. The figures go into the model's
 metadata (`sparkonnx.quantization`), next to `sparkonnx.precision`.
 
 On CPUs, int8 is where the speed is (VNNI / AMX kernels); fp16 brings none there, because ONNX
@@ -14,13 +15,10 @@ Runtime's CPU provider casts most float16 operators back to float32: use fp16 on
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -38,7 +36,9 @@ from sparkonnx.converters.calibration import (
 )
 from sparkonnx.converters.errors import ConversionError
 from sparkonnx.converters.gate import GateReport, GateTolerance, judge, refusal
+from sparkonnx.converters.int8 import Int8Options, pre_process, to_int8
 from sparkonnx.converters.parity import make_session, random_sample
+from sparkonnx.converters.progress import Stages
 from sparkonnx.engine.model import OnnxModel
 
 logger = logging.getLogger(__name__)
@@ -130,47 +130,28 @@ def quantize(
     """
     mode = normalize_mode(mode)
     source = _load_model(model)
-    name = source.source
     _check_fp32(source)
     limits = GateTolerance.of(tolerance)
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    timer = _Timer(f"{mode} {name}", progress)
-    with timer.stage("calibration data"):
+    options = Int8Options(
+        dynamic=mode == "int8-dynamic",
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        nodes_to_exclude=tuple(nodes_to_exclude or ()),
+        batch=_batch_for(source, batch_size),
+    )
+    stages = Stages(f"{mode} {source.source}", progress)
+    with stages.stage("calibration data"):
         calib, gate_rows = _samples(source, calibration, validation, mode, holdout, max_rows, seed)
-    with tempfile.TemporaryDirectory(prefix="sparkonnx-quantize-") as tmp:
-        if mode == "fp16":
-            from sparkonnx.converters.fp16 import to_fp16
-
-            with timer.stage("fp16"):
-                proto = to_fp16(source.proto)
-        else:
-            with timer.stage("pre-process"):
-                prepared = _pre_process(source, Path(tmp))
-            with timer.stage("quantize"):
-                proto = _int8(
-                    prepared, Path(tmp), mode, calib, per_channel, reduce_range,
-                    nodes_to_exclude, _batch_for(source, batch_size), timer,
-                )  # fmt: skip
-        with timer.stage("gate"):
-            report = _gate(source, proto, gate_rows, mode, limits, metric, calib, batch_size)
-    timer.close()
-    logger.info("%s: %s", name, report.summary())
+    proto = _lower(source, mode, options, calib, stages)
+    with stages.stage("gate"):
+        report = _gate(source, proto, gate_rows, mode, limits, metric, calib, batch_size)
+    stages.close()
+    logger.info("%s: %s", source.source, report.summary())
     if not report.passed:
-        raise refusal(report, name)
-    record = {
-        "mode": mode,
-        "per_channel": per_channel if mode != "fp16" else None,
-        "reduce_range": reduce_range if mode != "fp16" else None,
-        "source_sha256": source.sha256,
-        "calibration": None
-        if calib is None
-        else {"source": calib.source, "rows": calib.rows, "identity": calib.identity},
-        "gate": report.to_dict(),
-        "tolerance": {"top1": limits.top1, "cosine": limits.cosine, "max_rel": limits.max_rel},
-        "onnxruntime": _ort_version(),
-        "timings": timer.timings,
-    }
+        raise refusal(report, source.source)
+    record = _record(source, mode, options, calib, report, limits, stages.timings)
     metadata.write(proto, {metadata.PRECISION: mode, QUANTIZATION: json.dumps(record)})
     return QuantizationResult(
         proto=proto,
@@ -178,8 +159,53 @@ def quantize(
         gate=report,
         source_sha256=source.sha256,
         calibration_identity=None if calib is None else calib.identity,
-        timings=timer.timings,
+        timings=stages.timings,
     )
+
+
+def _lower(
+    source: OnnxModel,
+    mode: str,
+    options: Int8Options,
+    calib: CalibrationSet | None,
+    stages: Stages,
+) -> onnx.ModelProto:
+    """The fp16 or int8 model (ONNX Runtime's int8 tools work on files: in a temporary folder)."""
+    if mode == "fp16":
+        from sparkonnx.converters.fp16 import to_fp16
+
+        with stages.stage("fp16"):
+            return to_fp16(source.proto)
+    with tempfile.TemporaryDirectory(prefix="sparkonnx-quantize-") as tmp:
+        with stages.stage("pre-process"):
+            prepared = pre_process(source, Path(tmp))
+        with stages.stage("quantize"):
+            return to_int8(prepared, Path(tmp), options, calib, stages)
+
+
+def _record(
+    source: OnnxModel,
+    mode: str,
+    options: Int8Options,
+    calib: CalibrationSet | None,
+    report: GateReport,
+    limits: GateTolerance,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The settings and gate figures stored in the model's metadata (`quantization_of`)."""
+    return {
+        "mode": mode,
+        "per_channel": options.per_channel if mode != "fp16" else None,
+        "reduce_range": options.reduce_range if mode != "fp16" else None,
+        "source_sha256": source.sha256,
+        "calibration": None
+        if calib is None
+        else {"source": calib.source, "rows": calib.rows, "identity": calib.identity},
+        "gate": report.to_dict(),
+        "tolerance": {"top1": limits.top1, "cosine": limits.cosine, "max_rel": limits.max_rel},
+        "onnxruntime": _ort_version(),
+        "timings": timings,
+    }
 
 
 # ---------------------------------------------------------------- steps
@@ -277,109 +303,6 @@ def _batch_for(model: OnnxModel, wanted: int) -> int:
     return fixed.pop() if len(fixed) == 1 else wanted
 
 
-def _pre_process(model: OnnxModel, tmp: Path) -> Path:
-    """ONNX Runtime's quantization pre-processing (optimization + shape inference)."""
-    from onnxruntime.quantization import quant_pre_process
-
-    source = tmp / "fp32.onnx"
-    target = tmp / "pre.onnx"
-    model.save(source)
-    symbolic = importlib.util.find_spec("sympy") is not None
-    if not symbolic:
-        logger.info("sympy is not installed: pre-processing with ONNX shape inference only")
-    try:
-        quant_pre_process(str(source), str(target), skip_symbolic_shape=not symbolic)
-    except Exception as exc:  # the optimizer or shape inference gave up: quantize as is
-        logger.warning(
-            "%s: ONNX Runtime's quantization pre-processing failed (%s); quantizing the model "
-            "without it",
-            model.source,
-            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-        )
-        return source
-    return target
-
-
-class _Reader:
-    """A CalibrationDataReader over a CalibrationSet, in batches, with a progress bar."""
-
-    def __init__(self, data: CalibrationSet, batch: int, timer: _Timer) -> None:
-        self.data = data
-        self.batch = batch
-        self.timer = timer
-        self.rewind()
-
-    def rewind(self) -> None:
-        self.feeds = self.data.batches(self.batch)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        feed = next(self.feeds, None)
-        if feed is not None:
-            self.timer.advance(len(next(iter(feed.values()))))
-        return feed
-
-    def __len__(self) -> int:
-        return -(-self.data.rows // self.batch)
-
-
-def _int8(
-    prepared: Path,
-    tmp: Path,
-    mode: str,
-    calib: CalibrationSet | None,
-    per_channel: bool,
-    reduce_range: bool,
-    nodes_to_exclude: Sequence[str] | None,
-    batch: int,
-    timer: _Timer,
-) -> onnx.ModelProto:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
-
-    target = tmp / "int8.onnx"
-    exclude = list(nodes_to_exclude) if nodes_to_exclude else None
-    try:
-        if mode == "int8-dynamic":
-            quantize_dynamic(
-                str(prepared),
-                str(target),
-                per_channel=per_channel,
-                reduce_range=reduce_range,
-                weight_type=QuantType.QInt8,
-                nodes_to_exclude=exclude,
-            )
-        else:
-            assert calib is not None
-            reader = type("Reader", (_Reader, CalibrationDataReader), {})(calib, batch, timer)
-            timer.expect(calib.rows, "calibrating")
-            quantize_static(
-                str(prepared),
-                str(target),
-                reader,
-                quant_format=QuantFormat.QDQ,
-                per_channel=per_channel,
-                reduce_range=reduce_range,
-                activation_type=QuantType.QUInt8,  # ORT's advice for x86 CPUs
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-                nodes_to_exclude=exclude,
-                # no CalibMaxIntermediateOutputs: ORT 1.31 drops each full chunk uncomputed;
-                # MinMax keeps only per-batch ReduceMin/ReduceMax scalars anyway
-            )
-    except Exception as exc:
-        raise ConversionError(
-            f"ONNX Runtime could not quantize the model ({mode}): "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from exc
-    return onnx.load_model(str(target))
-
-
 def _run(session: Any, data: CalibrationSet, batch: int) -> list[np.ndarray]:
     names = [o.name for o in session.get_outputs()]
     parts: list[list[np.ndarray]] = [[] for _ in names]
@@ -422,37 +345,3 @@ def _ort_version() -> str:
     import onnxruntime
 
     return str(onnxruntime.__version__)
-
-
-class _Timer:
-    """Timed stages (logged) and a tqdm bar over calibration rows."""
-
-    def __init__(self, name: str, show: bool | None) -> None:
-        import sys
-
-        self.name = name
-        self.show = sys.stderr.isatty() if show is None else show
-        self.timings: dict[str, float] = {}
-        self.bar: Any = None
-
-    @contextmanager
-    def stage(self, label: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[label] = round(time.perf_counter() - start, 3)
-            logger.info("%s: %s %.2f s", self.name, label, self.timings[label])
-
-    def expect(self, rows: int, label: str) -> None:
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=rows, desc=f"{label} {self.name}", disable=not self.show, leave=False)
-
-    def advance(self, rows: int) -> None:
-        if self.bar is not None:
-            self.bar.update(rows)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
