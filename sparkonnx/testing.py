@@ -1,9 +1,10 @@
-"""Small ONNX models built in code (no download, no TensorFlow) for tests, benchmarks and demos."""
+"""Small ONNX models and images built in code (no download, no TensorFlow): tests, benchmarks."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -161,3 +162,128 @@ def photo_crops(n: int, size: int = 224, seed: int = 0) -> np.ndarray:
         rgb = np.asarray(crop)
         out[i] = (rgb[:, ::-1] if rng.random() < 0.5 else rgb)[..., ::-1]
     return out
+
+
+def linear_model(
+    opset: int = 15, scale_to: tuple[int, int] | None = None, hidden: int = 3
+) -> onnx.ModelProto:
+    """y = relu(x @ W + b) for x: float32[batch, 4]; `scale_to` adds a Resize output 'big' with
+    float `scales` (what the opset and fp16 tools must handle)."""
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array(rng.normal(size=(4, hidden)).astype(np.float32), "W")
+    bias = numpy_helper.from_array(rng.normal(size=(hidden,)).astype(np.float32), "b")
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["xw"]),
+        helper.make_node("Add", ["xw", "b"], ["z"]),
+        helper.make_node("Relu", ["z"], ["y"]),
+    ]
+    inits = [weights, bias]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", hidden])]
+    if scale_to is not None:
+        inits.append(numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "scales"))
+        nodes.append(helper.make_node("Resize", ["y", "", "scales"], ["big"], mode="nearest"))
+        outputs.append(
+            helper.make_tensor_value_info("big", TensorProto.FLOAT, ["batch", 2 * hidden])
+        )
+    graph = helper.make_graph(
+        nodes,
+        "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        outputs,
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def linear_reference(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    """What `linear_model`'s output 'y' is for `x`, computed with numpy from its weights."""
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return np.maximum(x @ weights["W"] + weights["b"], 0)
+
+
+#: classes and input size of `small_classifier`
+CLASSIFIER_CLASSES = 10
+CLASSIFIER_SIZE = 32
+
+
+def small_classifier(seed: int = 4) -> onnx.ModelProto:
+    """NCHW float32[N, 3, 32, 32] -> Conv-ReLU, Conv(stride 2)-ReLU, GAP, Gemm, Softmax.
+
+    Random weights. On 64 `smooth_images` seed 4 predicts 3 classes and keeps top-1 on all 16
+    held-out rows in int8; seeds 0 and 2 flip 1-2 near-tie rows and are refused by the gate;
+    seeds 3 and 5 predict a single class (a top-1 gate would prove little there). Its metadata
+    says pixels are scaled to [0, 1], so image folders calibrate it as `as_nchw` feeds it.
+    """
+    import json
+
+    from sparkonnx.converters import metadata
+
+    rng = np.random.default_rng(seed)
+
+    def init(name: str, *shape: int, scale: float) -> onnx.TensorProto:
+        return numpy_helper.from_array(
+            (rng.standard_normal(shape) * scale).astype(np.float32), name
+        )
+
+    size, classes = CLASSIFIER_SIZE, CLASSIFIER_CLASSES
+    nodes = [
+        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "small_classifier",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", classes])],
+        [
+            init("w1", 16, 3, 3, 3, scale=0.3),
+            init("b1", 16, scale=0.1),
+            init("w2", 32, 16, 3, 3, scale=0.15),
+            init("b2", 32, scale=0.1),
+            init("w3", 32, classes, scale=2.0),
+            init("b3", classes, scale=0.1),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    metadata.write(model, {metadata.PREPROCESSING: json.dumps({"mean": 0.0, "std": 255.0})})
+    return model
+
+
+def smooth_images(n: int, seed: int = 0, size: int = CLASSIFIER_SIZE) -> np.ndarray:
+    """uint8 [n, size, size, 3] RGB images: colour fields of random tint and brightness."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        tint = rng.uniform(0.1, 1.0, 3)
+        coarse = (rng.integers(0, 256, (4, 4, 3)) * tint).astype(np.uint8)
+        img = Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC)
+        noisy = np.asarray(img, np.float32) + rng.normal(0, 8, (size, size, 3))
+        out.append(np.clip(noisy, 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def as_nchw(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC RGB -> float32 NCHW in [0, 1] (what an image folder feeds `small_classifier`)."""
+    return (images.astype(np.float32) / 255.0).transpose(0, 3, 1, 2)
+
+
+def write_images(folder: Path, images: np.ndarray) -> Path:
+    """`images` (uint8 NHWC RGB) as PNG files img000.png, ... in `folder` (created); `folder`."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(folder / f"img{i:03d}.png")
+    return folder

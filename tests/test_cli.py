@@ -15,7 +15,7 @@ from sparkonnx import cli
 from sparkonnx.converters import metadata
 from sparkonnx.converters.options import ConversionOptions
 from sparkonnx.converters.result import SourceInfo
-from tests.converters.onnx_graphs import linear_model
+from sparkonnx.testing import linear_model
 
 
 def _command() -> list[str]:

@@ -31,7 +31,7 @@ from sparkonnx.converters.result import SourceInfo
 from sparkonnx.converters.saving import save_model
 from sparkonnx.converters.source import InputInfo, sanitize_tf_name
 from sparkonnx.engine.model import OnnxModel
-from tests.converters.onnx_graphs import linear_model, reference
+from sparkonnx.testing import linear_model, linear_reference
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
@@ -119,7 +119,7 @@ def test_fp16_keeps_float32_io_and_halves_weights() -> None:
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     (y,) = _run(half, x)
     assert y.dtype == np.float32
-    np.testing.assert_allclose(y, reference(model, x), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(y, linear_reference(model, x), rtol=1e-2, atol=1e-2)
     assert half.ByteSize() < 0.6 * model.ByteSize()
     assert model.graph.initializer[0].data_type == TensorProto.FLOAT  # source not modified
 
@@ -179,7 +179,7 @@ def test_upgrade_opset_keeps_numbers(target: int) -> None:
     assert next(i.version for i in upgraded.opset_import if i.domain == "") == target
     assert upgraded.ir_version >= onnx.helper.find_min_ir_version_for(list(upgraded.opset_import))
     x = np.ones((2, 4), np.float32)
-    np.testing.assert_allclose(_run(upgraded, x)[0], reference(model, x), rtol=1e-6)
+    np.testing.assert_allclose(_run(upgraded, x)[0], linear_reference(model, x), rtol=1e-6)
 
 
 def test_unsupported_ops_are_named() -> None:
@@ -208,7 +208,7 @@ def test_save_with_external_data_round_trips(tmp_path: Path) -> None:
     assert (tmp_path / "m.onnx.data").is_file()
     loaded = OnnxModel.from_path(path)
     x = np.ones((1, 4), np.float32)
-    np.testing.assert_allclose(_run(loaded.proto, x)[0], reference(model, x), rtol=1e-6)
+    np.testing.assert_allclose(_run(loaded.proto, x)[0], linear_reference(model, x), rtol=1e-6)
     assert model.graph.initializer[0].raw_data  # the in-memory model still holds its weights
     plain = save_model(model, tmp_path / "p.onnx")
     assert not (tmp_path / "p.onnx.data").exists() and OnnxModel.from_path(plain).opset == 15

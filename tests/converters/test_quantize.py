@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 from PIL import Image
 
 from sparkonnx import testing
@@ -25,79 +25,9 @@ from sparkonnx.converters.gate import (
 )
 from sparkonnx.converters.quantize import normalize_mode, quantization_of, quantize
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.testing import as_nchw, small_classifier, smooth_images, write_images
 
-CLASSES = 10
-SIZE = 32
-
-
-def small_classifier(seed: int = 4) -> onnx.ModelProto:
-    """NCHW float32[N, 3, 32, 32] -> Conv-ReLU, Conv(stride 2)-ReLU, GAP, Gemm, Softmax.
-
-    Random weights. On 64 smooth images seed 4 predicts 3 classes and keeps top-1 on all 16
-    held-out rows in int8; seeds 0 and 2 flip 1-2 near-tie rows and are refused by the gate;
-    seeds 3 and 5 predict a single class (a top-1 gate would prove little there).
-    """
-    rng = np.random.default_rng(seed)
-
-    def init(name: str, *shape: int, scale: float) -> onnx.TensorProto:
-        return numpy_helper.from_array(
-            (rng.standard_normal(shape) * scale).astype(np.float32), name
-        )
-
-    nodes = [
-        helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
-        helper.make_node("Flatten", ["p"], ["f"], axis=1),
-        helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "small_classifier",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", CLASSES])],
-        [
-            init("w1", 16, 3, 3, 3, scale=0.3),
-            init("b1", 16, scale=0.1),
-            init("w2", 32, 16, 3, 3, scale=0.15),
-            init("b2", 32, scale=0.1),
-            init("w3", 32, CLASSES, scale=2.0),
-            init("b3", CLASSES, scale=0.1),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    # pixels scaled to [0, 1]: image folders are read through this spec
-    metadata.write(model, {metadata.PREPROCESSING: json.dumps({"mean": 0.0, "std": 255.0})})
-    return model
-
-
-def smooth_images(n: int, seed: int = 0, size: int = SIZE) -> np.ndarray:
-    """uint8 [n, size, size, 3] RGB images: colour fields of random tint and brightness."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        tint = rng.uniform(0.1, 1.0, 3)
-        coarse = (rng.integers(0, 256, (4, 4, 3)) * tint).astype(np.uint8)
-        img = Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC)
-        noisy = np.asarray(img, np.float32) + rng.normal(0, 8, (size, size, 3))
-        out.append(np.clip(noisy, 0, 255).astype(np.uint8))
-    return np.stack(out)
-
-
-def as_nchw(images: np.ndarray) -> np.ndarray:
-    """uint8 NHWC RGB -> float32 NCHW in [0, 1] (what an image folder feeds this model)."""
-    return (images.astype(np.float32) / 255.0).transpose(0, 3, 1, 2)
-
-
-def write_images(folder: Path, images: np.ndarray) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(images):
-        Image.fromarray(img).save(folder / f"img{i:03d}.png")
-    return folder
+SIZE = testing.CLASSIFIER_SIZE
 
 
 def op_types(proto: onnx.ModelProto) -> set[str]:

@@ -14,7 +14,7 @@ import pytest
 from sparkonnx import cli, testing
 from sparkonnx.converters import metadata
 from sparkonnx.converters.quantize import quantization_of
-from tests.converters.test_quantize import as_nchw, small_classifier, smooth_images, write_images
+from sparkonnx.testing import as_nchw, small_classifier, smooth_images, write_images
 
 
 @pytest.fixture()

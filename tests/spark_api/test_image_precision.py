@@ -16,8 +16,7 @@ from sparkonnx.converters.quantize import quantization_of
 from sparkonnx.engine.image_batch import batch_to_image_structs
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.spark_api.precision import image_sampling, sample_dataframe
-from tests.converters.test_quantize import as_nchw, small_classifier, smooth_images
-from tests.spark_api.test_precision import cached_int8_record
+from sparkonnx.testing import as_nchw, small_classifier, smooth_images, write_images
 
 ROWS = 64
 
@@ -76,17 +75,17 @@ def test_the_sample_is_seeded_and_preprocessed_on_the_executors(photos_df) -> No
     assert first.arrays["image"].shape == (10, 3, 32, 32)
 
 
-def test_int8_image_transformer_on_spark_connect(connect_spark, rgb, precision_cache: Path) -> None:
+def test_int8_image_transformer_on_spark_connect(connect_spark, rgb, int8_record) -> None:
     df = connect_spark.createDataFrame(photos_table(rgb)).repartition(2)
     # another session, another sample split: one near-tie row of this small CNN may flip
     stage = _stage(precision="int8", calibrationRows=ROWS + 1, precisionTolerance={"top1": 0.9})
     int8, rows = _scores(stage.transform(df))
     assert len(int8) == ROWS and rows[ROWS].p is None
-    cached_int8_record(precision_cache, calibration_rows=48, gate_rows=16)
+    int8_record(calibration_rows=48, gate_rows=16)
 
 
 def test_int8_image_transformer_gates_caches_and_keeps_invalid_rows(
-    photos_df, precision_cache: Path, caplog: pytest.LogCaptureFixture
+    photos_df, int8_record, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="sparkonnx")
     fp32, _ = _scores(_stage().transform(photos_df))
@@ -96,7 +95,7 @@ def test_int8_image_transformer_gates_caches_and_keeps_invalid_rows(
     assert (fp32.argmax(1) == int8.argmax(1)).mean() >= 0.95
     assert np.abs(fp32 - int8).max() > 0  # really another model
     assert rows[ROWS].p is None and rows[ROWS].error  # the broken row kept, with its reason
-    record = cached_int8_record(precision_cache, calibration_rows=48, gate_rows=16)
+    record = int8_record(calibration_rows=48, gate_rows=16)
     assert "invalid rows left out" in record["calibration"]["source"]
 
 
@@ -118,8 +117,6 @@ def test_all_zero_calibration_images_are_refused(
 def test_calibration_folder_is_preprocessed_as_the_stage_does(
     photos_df, precision_cache: Path, workdir: Path
 ) -> None:
-    from tests.converters.test_quantize import write_images
-
     folder = write_images(workdir / "calib", smooth_images(40, seed=7, size=48))  # resized
     stage = _stage(
         precision="int8",

@@ -9,13 +9,12 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sparkonnx.converters import metadata
 from sparkonnx.converters.gate import GateError
 from sparkonnx.converters.quantize import quantization_of, quantize
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.spark_api import precision
 from sparkonnx.spark_api.transformers.onnx_transformer import ONNXTransformer
-from tests.converters.test_quantize import as_nchw, small_classifier, smooth_images
+from sparkonnx.testing import as_nchw, small_classifier, smooth_images
 
 ROWS = 64
 
@@ -30,17 +29,6 @@ def images_df(spark):  # type: ignore[no-untyped-def]
     return spark.createDataFrame(table).repartition(2).cache()
 
 
-def cached_int8_record(folder: Path, calibration_rows: int, gate_rows: int) -> dict:
-    """The quantization record of the one int8 model cached in `folder`, checked as passed."""
-    (cached,) = folder.glob("*.onnx")
-    model = OnnxModel.from_path(cached)
-    assert model.metadata[metadata.PRECISION] == "int8"
-    record = quantization_of(model)
-    assert record is not None and record["gate"]["passed"]
-    assert (record["calibration"]["rows"], record["gate"]["rows"]) == (calibration_rows, gate_rows)
-    return record
-
-
 def _probabilities(df) -> np.ndarray:  # type: ignore[no-untyped-def]
     rows = df.orderBy("id").toArrow()
     return rows.column("p").combine_chunks().flatten().to_numpy().reshape(rows.num_rows, -1)
@@ -53,6 +41,7 @@ def _stage(**params: object) -> ONNXTransformer:
 def test_int8_calibrates_on_a_dataframe_sample_gates_and_caches(
     images_df,
     precision_cache: Path,
+    int8_record,
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -64,7 +53,7 @@ def test_int8_calibrates_on_a_dataframe_sample_gates_and_caches(
     assert "int8 accuracy gate passed" in caplog.text and "top-1 agreement" in caplog.text
     assert (fp32.argmax(1) == int8.argmax(1)).mean() >= 0.95
     assert np.abs(fp32 - int8).max() > 0  # really another model
-    record = cached_int8_record(precision_cache, calibration_rows=48, gate_rows=16)
+    record = int8_record(calibration_rows=48, gate_rows=16)
     assert record["source_sha256"] == OnnxModel.load(small_classifier()).sha256
     assert "sample (seed 0) of the DataFrame" in record["calibration"]["source"]
 
