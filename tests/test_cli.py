@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from sparkonnx import cli
+from sparkonnx.cli import arguments, convert, exit_codes, inspect
 from sparkonnx.converters import metadata
 from sparkonnx.converters.options import ConversionOptions
 from sparkonnx.converters.result import SourceInfo
@@ -62,25 +63,25 @@ def test_help_lists_commands_examples_and_exit_codes() -> None:
 
 
 def test_no_command_prints_help_and_returns_usage(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main([]) == cli.EXIT_USAGE
+    assert cli.main([]) == exit_codes.EXIT_USAGE
     assert "usage: sparkonnx" in capsys.readouterr().out
 
 
 def test_subcommands_register_from_functions() -> None:
     parser = cli.build_parser()
     assert {"convert", "inspect"} <= set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    assert cli._add_convert_parser in cli.SUBCOMMANDS and cli._add_inspect_parser in cli.SUBCOMMANDS
+    assert convert.add_parser in cli.SUBCOMMANDS and inspect.add_parser in cli.SUBCOMMANDS
 
 
 def test_parse_tensor_args() -> None:
-    names, shapes = cli._parse_tensor_args(["images:0[-1,224,224,3]", "mask[?, 7]", "plain"])
+    names, shapes = arguments.parse_tensor_args(["images:0[-1,224,224,3]", "mask[?, 7]", "plain"])
     assert names == ["images:0", "mask", "plain"]
     assert shapes == {"images:0": (None, 224, 224, 3), "mask": (None, 7)}
-    assert cli._parse_tensor_args(None) == (None, {})
+    assert arguments.parse_tensor_args(None) == (None, {})
     with pytest.raises(ValueError, match=r"dim 'x' must be a positive int or -1"):
-        cli._parse_tensor_args(["a[1,x]"])
+        arguments.parse_tensor_args(["a[1,x]"])
     with pytest.raises(ValueError, match=r"expected NAME or NAME\[d0,d1,...\]"):
-        cli._parse_tensor_args(["a[1]]"])
+        arguments.parse_tensor_args(["a[1]]"])
 
 
 def test_exit_codes_by_error_kind() -> None:
@@ -88,14 +89,14 @@ def test_exit_codes_by_error_kind() -> None:
     from sparkonnx.converters.result import ParityReport
 
     report = ParityReport("fp32", 1e-4, (), {}, "random")
-    assert cli.exit_code_for(errors.ParityError("x", report)) == 5
-    assert cli.exit_code_for(errors.UnsupportedOpsError("x", {})) == 4
-    assert cli.exit_code_for(errors.UnsafeModelError("x")) == 4
-    assert cli.exit_code_for(errors.UnsupportedSourceError("x")) == 3
-    assert cli.exit_code_for(FileNotFoundError("x")) == 3
-    assert cli.exit_code_for(ImportError("x")) == 6
-    assert cli.exit_code_for(ValueError("x")) == 2
-    assert cli.exit_code_for(RuntimeError("x")) == 1
+    assert exit_codes.exit_code_for(errors.ParityError("x", report)) == 5
+    assert exit_codes.exit_code_for(errors.UnsupportedOpsError("x", {})) == 4
+    assert exit_codes.exit_code_for(errors.UnsafeModelError("x")) == 4
+    assert exit_codes.exit_code_for(errors.UnsupportedSourceError("x")) == 3
+    assert exit_codes.exit_code_for(FileNotFoundError("x")) == 3
+    assert exit_codes.exit_code_for(ImportError("x")) == 6
+    assert exit_codes.exit_code_for(ValueError("x")) == 2
+    assert exit_codes.exit_code_for(RuntimeError("x")) == 1
 
 
 def test_inspect_text_and_json(onnx_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -114,20 +115,20 @@ def test_inspect_text_and_json(onnx_file: Path, capsys: pytest.CaptureFixture[st
 
 def test_inspect_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
     missing = _cli("inspect", str(tmp_path / "nope.onnx"))
-    assert missing.returncode == cli.EXIT_SOURCE
+    assert missing.returncode == exit_codes.EXIT_SOURCE
     assert "ONNX model file not found" in _one_line_error(missing.stderr, "inspect")
     (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")
     junk = _cli("inspect", str(tmp_path / "junk.onnx"))
-    assert junk.returncode == cli.EXIT_SOURCE
+    assert junk.returncode == exit_codes.EXIT_SOURCE
     assert "not a readable ONNX model" in _one_line_error(junk.stderr, "inspect")
 
 
 def test_convert_missing_source_fails_fast(tmp_path: Path) -> None:
     result = _cli("convert", str(tmp_path / "nope.keras"), "-o", str(tmp_path / "o.onnx"))
-    assert result.returncode == cli.EXIT_SOURCE
+    assert result.returncode == exit_codes.EXIT_SOURCE
     assert "model source not found" in _one_line_error(result.stderr, "convert")
     bad = _cli("convert", "x.keras", "-o", "o.onnx", "--inputs", "a[0]")
-    assert bad.returncode == cli.EXIT_USAGE
+    assert bad.returncode == exit_codes.EXIT_USAGE
 
 
 # ------------------------------------------------------------------ end to end with TensorFlow
@@ -203,17 +204,17 @@ def test_convert_json_renames_and_no_check(keras_files: dict[str, Path]) -> None
 def test_convert_errors_have_meaningful_exit_codes(keras_files: dict[str, Path]) -> None:
     root = keras_files["root"]
     unsafe = _cli("convert", str(keras_files["lambda"]), "-o", str(root / "l.onnx"))
-    assert unsafe.returncode == cli.EXIT_CONVERSION
+    assert unsafe.returncode == exit_codes.EXIT_CONVERSION
     assert "--allow-unsafe" in _one_line_error(unsafe.stderr, "convert")
     assert not (root / "l.onnx").exists()
 
     parity = _cli("convert", str(keras_files["area"]), "-o", str(root / "a.onnx"))
-    assert parity.returncode == cli.EXIT_PARITY
+    assert parity.returncode == exit_codes.EXIT_PARITY
     line = _one_line_error(parity.stderr, "convert")
     assert "fp32 parity FAILED" in line and "max abs error" in line and "--tolerance" in line
 
     verbose = _cli("convert", str(keras_files["lambda"]), "-o", str(root / "l.onnx"), "--verbose")
-    assert verbose.returncode == cli.EXIT_CONVERSION
+    assert verbose.returncode == exit_codes.EXIT_CONVERSION
     assert "Traceback" in verbose.stderr
 
     allowed = _cli(
@@ -239,7 +240,7 @@ def test_convert_graph_def_and_saved_model_signature(tmp_path: Path) -> None:
     (total,) = session.run(None, {"x": np.ones((3, 4), np.float32)})
     np.testing.assert_allclose(total, np.full((3, 1), 8.0))
     no_outputs = _cli("convert", str(tmp_path / "frozen.pb"), "-o", str(tmp_path / "n.onnx"))
-    assert no_outputs.returncode == cli.EXIT_CONVERSION
+    assert no_outputs.returncode == exit_codes.EXIT_CONVERSION
     assert "output_names" in _one_line_error(no_outputs.stderr, "convert")
 
     class Halver(tf.Module):
@@ -250,7 +251,7 @@ def test_convert_graph_def_and_saved_model_signature(tmp_path: Path) -> None:
     module = Halver()
     tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"halve": module.half})
     missing = _cli("convert", str(tmp_path / "sm"), "-o", str(tmp_path / "sm.onnx"))
-    assert missing.returncode == cli.EXIT_CONVERSION
+    assert missing.returncode == exit_codes.EXIT_CONVERSION
     assert "['halve']" in _one_line_error(missing.stderr, "convert")
     chosen = _cli(
         "convert", str(tmp_path / "sm"), "-o", str(tmp_path / "sm.onnx"), "--signature", "halve"

@@ -12,6 +12,7 @@ import onnx
 import pytest
 
 from sparkonnx import cli, testing
+from sparkonnx.cli import exit_codes
 from sparkonnx.converters import metadata
 from sparkonnx.converters.quantize import quantization_of
 from sparkonnx.testing import as_nchw, small_classifier, smooth_images, write_images
@@ -39,7 +40,7 @@ def test_onnx_source_int8_with_image_folder(
             *("--calibration", str(folder), "--json", "--no-progress"),
         ]
     )
-    assert code == cli.EXIT_OK
+    assert code == exit_codes.EXIT_OK
     payload = json.loads(capsys.readouterr().out)
     assert payload["output"] == str(out)
     gate = payload["quantization"]
@@ -63,7 +64,7 @@ def test_gate_refusal_exits_5_with_the_figures(
             *("--validation", str(tmp_path / "real.npy")),
         ]
     )
-    assert code == cli.EXIT_PARITY == 5
+    assert code == exit_codes.EXIT_PARITY == 5
     err = capsys.readouterr().err
     assert "Traceback" not in err
     (line,) = [x for x in err.splitlines() if x.startswith("sparkonnx convert: error:")]
@@ -81,7 +82,7 @@ def test_dynamic_and_fp16_modes_and_thresholds(
         out = tmp_path / f"mlp.{mode}.onnx"
         args = ["convert", str(mlp), "-o", str(out), "--quantize", mode]
         args += ["--calibration", str(tmp_path / "x.npy"), "--min-cosine", "0.995"]
-        assert cli.main(args) == cli.EXIT_OK
+        assert cli.main(args) == exit_codes.EXIT_OK
         assert _meta(out)[metadata.PRECISION] == precision
         record = quantization_of(onnx.load(out))
         assert record is not None and record["tolerance"]["cosine"] == 0.995
@@ -92,7 +93,7 @@ def test_calibration_without_quantize_is_a_usage_error(
     tmp_path: Path, cnn_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = cli.main(["convert", str(cnn_file), "-o", "x.onnx", "--calibration", str(tmp_path)])
-    assert code == cli.EXIT_USAGE
+    assert code == exit_codes.EXIT_USAGE
     assert "--calibration / --validation need --quantize" in capsys.readouterr().err
 
 

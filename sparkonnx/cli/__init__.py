@@ -1,0 +1,97 @@
+"""`sparkonnx` command line: a thin shell over the public Python API.
+
+Each subcommand lives in its own module (`convert`, `inspect`; `zoo` in
+`sparkonnx.model_zoo.cli`) with an `add_parser(subparsers)` function listed in `SUBCOMMANDS`;
+its handler takes the parsed arguments and returns an exit code (`exit_codes`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sparkonnx.cli import convert, inspect
+from sparkonnx.cli.exit_codes import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    exit_code_for,
+)
+
+
+# One function per subcommand; `zoo` and `doctor` add theirs here.
+def _add_zoo_parser(subparsers: Any) -> None:
+    from sparkonnx.model_zoo.cli import add_zoo_parser
+
+    add_zoo_parser(subparsers)
+
+
+SUBCOMMANDS: list[Callable[[Any], None]] = [
+    convert.add_parser,
+    inspect.add_parser,
+    _add_zoo_parser,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered subcommand."""
+    from sparkonnx import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="sparkonnx",
+        description="Deep-learning models on Apache Spark through ONNX Runtime.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'sparkonnx COMMAND --help' for a command's options and examples.\n\n"
+        + EXIT_CODES_HELP,
+    )
+    parser.add_argument("--version", action="version", version=f"sparkonnx {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log details; tracebacks on errors"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # tf2onnx logs what it cannot convert; we report that ourselves, in one line
+        logging.getLogger("tf2onnx").setLevel(logging.CRITICAL)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see EXIT_CODES_HELP)."""
+    parser = build_parser()
+    # accept -v/--verbose after the subcommand too
+    raw = list(sys.argv[1:] if argv is None else argv)
+    verbose = any(a in ("-v", "--verbose") for a in raw)
+    args = parser.parse_args([a for a in raw if a not in ("-v", "--verbose")])
+    args.verbose = verbose
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    _configure_logging(verbose)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print(f"sparkonnx {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # no terminal colour codes
+        message = " ".join(plain.split()) or type(exc).__name__
+        print(f"sparkonnx {args.command}: error: {message}", file=sys.stderr)
+        return exit_code_for(exc)

@@ -1,0 +1,38 @@
+"""`sparkonnx inspect`: describe an ONNX file (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sparkonnx.cli.exit_codes import EXIT_CODES_HELP, EXIT_OK
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `inspect` on the top-level parser."""
+    p = subparsers.add_parser(
+        "inspect",
+        help="show an ONNX model's inputs, outputs, opset, metadata and usable providers",
+        description="Describe an ONNX file: signature, opset, size, sparkonnx metadata and "
+        "parity record, and which ONNX Runtime providers can run it. Needs no TensorFlow.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="""examples:
+  sparkonnx inspect model.onnx
+  sparkonnx inspect model.onnx --json | jq .inputs
+
+"""
+        + EXIT_CODES_HELP,
+    )
+    p.add_argument("model", help="ONNX file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--no-providers", action="store_true", help="skip trying a session per provider")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the report of `args.model`."""
+    from sparkonnx.converters.inspect import inspect_model
+
+    report = inspect_model(args.model, check_providers=not args.no_providers)
+    print(report.to_json() if args.json else report.render())
+    return EXIT_OK
