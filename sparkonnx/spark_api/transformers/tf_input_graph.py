@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import onnx
-
+from sparkonnx.converters.metadata import SOURCE_FORM
 from sparkonnx.engine.model import OnnxModel, TensorSpec, UnknownTensorError
+from sparkonnx.spark_api.transformers.tf_signatures import (
+    checkpoint_meta_graph,
+    names,
+    rename_io,
+    saved_model_meta_graph,
+    set_form,
+    signature_with,
+    tags,
+)
 
 if TYPE_CHECKING:
     from sparkonnx.converters.result import ConversionResult
@@ -28,67 +35,6 @@ logger = logging.getLogger(__name__)
 
 #: Source forms whose tensors are TF graph tensors ('name:0'); others use plain keys.
 _GRAPH_FORMS = ("graph_def", "session", "checkpoint", "saved_model-tensors")
-_FORM_KEY = "sparkonnx.source.form"  # written by the converters' metadata
-
-
-def _names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
-    if value is None:
-        return None
-    names = [value] if isinstance(value, str) else list(value)
-    if not names or not all(isinstance(n, str) and n for n in names):
-        raise ValueError(f"{what} must be a non-empty list of tensor names, got {value!r}")
-    return names
-
-
-def _tags(tag_set: str | Sequence[str] | None) -> tuple[str, ...]:
-    """sparkdl took tags as one comma-separated string ('serve'); a list works too."""
-    if tag_set is None:
-        return ("serve",)
-    tags = tag_set.split(",") if isinstance(tag_set, str) else list(tag_set)
-    cleaned = tuple(t.strip() for t in tags if t and t.strip())
-    if not cleaned:
-        raise ValueError(f"tag_set must name at least one tag (e.g. 'serve'), got {tag_set!r}")
-    return cleaned
-
-
-def _tensorflow() -> Any:
-    try:
-        import tensorflow as tf
-    except ImportError as exc:  # pragma: no cover - the convert extra is missing
-        raise ImportError(
-            f"TFInputGraph needs TensorFlow on the driver ({exc}); pip install 'sparkonnx[convert]'"
-        ) from exc
-    return tf
-
-
-def _is_tf_function(obj: Any) -> bool:
-    """True for a tf.function or ConcreteFunction (without importing TensorFlow)."""
-    tf = sys.modules.get("tensorflow")
-    if tf is None:
-        return False
-    kinds = (tf.types.experimental.GenericFunction, tf.types.experimental.ConcreteFunction)
-    return isinstance(obj, kinds)
-
-
-def _rename_io(proto: onnx.ModelProto, mapping: dict[str, str]) -> onnx.ModelProto:
-    """A copy of `proto` with graph inputs / outputs renamed (old -> new) everywhere."""
-    out = onnx.ModelProto()
-    out.CopyFrom(proto)
-    graph = out.graph
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        value.name = mapping.get(value.name, value.name)
-    for node in graph.node:
-        node.input[:] = [mapping.get(n, n) for n in node.input]
-        node.output[:] = [mapping.get(n, n) for n in node.output]
-    return out
-
-
-def _set_form(proto: onnx.ModelProto, form: str) -> None:
-    for prop in proto.metadata_props:
-        if prop.key == _FORM_KEY:
-            prop.value = form
-            return
-    proto.metadata_props.add(key=_FORM_KEY, value=form)
 
 
 class TFInputGraph:
@@ -101,7 +47,7 @@ class TFInputGraph:
     def __init__(self, model: OnnxModel, conversion: ConversionResult | None = None) -> None:
         self.model = model
         self.conversion = conversion
-        self.form = model.metadata.get(_FORM_KEY, "onnx")
+        self.form = model.metadata.get(SOURCE_FORM, "onnx")
 
     # -- names -----------------------------------------------------------------------------
     def _display(self, name: str) -> str:
@@ -172,6 +118,34 @@ class TFInputGraph:
         return cls(result.model, result)
 
     @classmethod
+    def _converted(
+        cls,
+        convert: Callable[..., ConversionResult],
+        source: Any,
+        feed_names: Sequence[str] | None,
+        fetch_names: Sequence[str] | None,
+        options: dict[str, Any],
+    ) -> TFInputGraph:
+        """The funnel of the constructors: `convert` with sparkdl's feed / fetch names."""
+        return cls._of(
+            convert(
+                source,
+                input_names=names(feed_names, "feed_names"),
+                output_names=names(fetch_names, "fetch_names"),
+                **options,
+            )
+        )
+
+    @classmethod
+    def _renamed(
+        cls, result: ConversionResult, mapping: dict[str, str], form: str, source: str
+    ) -> TFInputGraph:
+        """The converted model with its inputs / outputs renamed (old -> new) and `form` set."""
+        proto = rename_io(result.proto, mapping)
+        set_form(proto, form)
+        return cls(OnnxModel.from_bytes(proto.SerializeToString(), source), result)
+
+    @classmethod
     def fromOnnx(cls, model: OnnxModel | bytes | str | os.PathLike[str]) -> TFInputGraph:
         """Wrap an ONNX model converted earlier (e.g. by a saved TFTransformer)."""
         return cls(OnnxModel.load(model))
@@ -191,14 +165,7 @@ class TFInputGraph:
         """
         from sparkonnx.converters import from_function
 
-        return cls._of(
-            from_function(
-                function,
-                input_names=_names(feed_names, "feed_names"),
-                output_names=_names(fetch_names, "fetch_names"),
-                **options,
-            )
-        )
+        return cls._converted(from_function, function, feed_names, fetch_names, options)
 
     @classmethod
     def fromGraph(
@@ -215,11 +182,10 @@ class TFInputGraph:
         converted with `fromFunction`.
         """
         from sparkonnx.converters import from_graph_def
+        from sparkonnx.converters.tf_source import is_tf_function
 
-        if _is_tf_function(graph):
+        if is_tf_function(graph):
             return cls.fromFunction(graph, feed_names, fetch_names, **options)
-        feeds = _names(feed_names, "feed_names")
-        fetches = _names(fetch_names, "fetch_names")
         if sess is not None:
             if graph is not None and sess.graph is not graph:
                 raise ValueError(
@@ -234,7 +200,7 @@ class TFInputGraph:
                     f"{type(graph).__name__}; for a GraphDef use fromGraphDef"
                 )
             source = graph.as_graph_def()
-        return cls._of(from_graph_def(source, input_names=feeds, output_names=fetches, **options))
+        return cls._converted(from_graph_def, source, feed_names, fetch_names, options)
 
     @classmethod
     def fromGraphDef(
@@ -247,14 +213,7 @@ class TFInputGraph:
         """A frozen `tf.compat.v1.GraphDef` (or a .pb / .pbtxt path)."""
         from sparkonnx.converters import from_graph_def
 
-        return cls._of(
-            from_graph_def(
-                graph_def,
-                input_names=_names(feed_names, "feed_names"),
-                output_names=_names(fetch_names, "fetch_names"),
-                **options,
-            )
-        )
+        return cls._converted(from_graph_def, graph_def, feed_names, fetch_names, options)
 
     @classmethod
     def fromCheckpoint(
@@ -267,14 +226,7 @@ class TFInputGraph:
         """A TF1 checkpoint with its meta graph (directory, prefix or .meta file)."""
         from sparkonnx.converters import from_checkpoint
 
-        return cls._of(
-            from_checkpoint(
-                checkpoint_dir,
-                input_names=_names(feed_names, "feed_names"),
-                output_names=_names(fetch_names, "fetch_names"),
-                **options,
-            )
-        )
+        return cls._converted(from_checkpoint, checkpoint_dir, feed_names, fetch_names, options)
 
     @classmethod
     def fromCheckpointWithSignature(
@@ -284,33 +236,24 @@ class TFInputGraph:
         input / output keys."""
         from sparkonnx.converters import from_checkpoint
 
-        meta = _checkpoint_meta_graph(checkpoint_dir)
-        signatures = dict(meta.signature_def)
+        signatures = dict(checkpoint_meta_graph(checkpoint_dir).signature_def)
         if signature_def_key not in signatures:
             raise KeyError(
                 f"the checkpoint's meta graph has no signature {signature_def_key!r}; its "
                 f"signatures are {sorted(signatures)}"
             )
         sig = signatures[signature_def_key]
-        in_keys = sorted(sig.inputs)
-        out_keys = sorted(sig.outputs)
+        in_keys, out_keys = sorted(sig.inputs), sorted(sig.outputs)
         result = from_checkpoint(
             checkpoint_dir,
             input_names=[sig.inputs[k].name for k in in_keys],
             output_names=[sig.outputs[k].name for k in out_keys],
             **options,
         )
-        mapping: dict[str, str] = {}
         model = result.model
-        for keys, table, find in (
-            (in_keys, sig.inputs, model.input),
-            (out_keys, sig.outputs, model.output),
-        ):
-            for key in keys:
-                mapping[find(table[key].name).name] = key
-        renamed = _rename_io(result.proto, mapping)
-        _set_form(renamed, "checkpoint-signature")
-        return cls(OnnxModel.from_bytes(renamed.SerializeToString(), model.source), result)
+        mapping = {model.input(sig.inputs[k].name).name: k for k in in_keys}
+        mapping |= {model.output(sig.outputs[k].name).name: k for k in out_keys}
+        return cls._renamed(result, mapping, "checkpoint-signature", model.source)
 
     @classmethod
     def fromSavedModel(
@@ -327,23 +270,21 @@ class TFInputGraph:
         tensors are a signature's (e.g. 'serving_default_x:0' -> 'StatefulPartitionedCall:0'),
         so the signature that has them is converted.
         """
-        from sparkonnx.converters import from_graph_def, from_saved_model
+        from sparkonnx.converters import _deps, from_graph_def, from_saved_model
 
-        tf = _tensorflow()
+        tf = _deps.tensorflow()
         path = Path(saved_model_dir)
-        tags = _tags(tag_set)
-        feeds = _names(feed_names, "feed_names") or []
-        fetches = _names(fetch_names, "fetch_names") or []
-        meta = _saved_model_meta_graph(path, tags)
+        wanted = tags(tag_set)
+        feeds = names(feed_names, "feed_names") or []
+        fetches = names(fetch_names, "fetch_names") or []
+        meta = saved_model_meta_graph(path, wanted)
         if len(meta.object_graph_def.nodes):  # TF2: functions, not one graph of tensors
-            key, renames = _signature_with(meta, path, feeds, fetches)
-            result = from_saved_model(path, tags=tags, signature=key, **options)
-            proto = _rename_io(result.proto, renames)
-            _set_form(proto, "saved_model-tensors")
-            return cls(OnnxModel.from_bytes(proto.SerializeToString(), str(path)), result)
+            key, renames = signature_with(meta, path, feeds, fetches)
+            result = from_saved_model(path, tags=wanted, signature=key, **options)
+            return cls._renamed(result, renames, "saved_model-tensors", str(path))
         graph = tf.Graph()
         with tf.compat.v1.Session(graph=graph) as sess:
-            tf.compat.v1.saved_model.loader.load(sess, list(tags), str(path))
+            tf.compat.v1.saved_model.loader.load(sess, list(wanted), str(path))
             result = from_graph_def(sess, input_names=feeds, output_names=fetches, **options)
         return cls._of(result)
 
@@ -360,67 +301,6 @@ class TFInputGraph:
 
         return cls._of(
             from_saved_model(
-                saved_model_dir, tags=_tags(tag_set), signature=signature_def_key, **options
+                saved_model_dir, tags=tags(tag_set), signature=signature_def_key, **options
             )
         )
-
-
-def _checkpoint_meta_graph(checkpoint_dir: str | os.PathLike[str]) -> Any:
-    """The MetaGraphDef stored beside a checkpoint (directory, prefix or .meta file)."""
-    tf = _tensorflow()
-    p = Path(checkpoint_dir)
-    if p.suffix == ".meta":
-        meta_path = p
-    else:
-        prefix = tf.train.latest_checkpoint(str(p)) if p.is_dir() else str(p)
-        if prefix is None:
-            raise FileNotFoundError(f"no TensorFlow checkpoint in directory {p}")
-        meta_path = Path(f"{prefix}.meta")
-    if not meta_path.is_file():
-        raise FileNotFoundError(
-            f"the checkpoint has no meta graph ({meta_path} is missing); save it with "
-            "tf.compat.v1.train.Saver().save(sess, prefix) (write_meta_graph=True)"
-        )
-    meta = tf.compat.v1.MetaGraphDef()
-    meta.ParseFromString(meta_path.read_bytes())
-    return meta
-
-
-def _saved_model_meta_graph(path: Path, tags: tuple[str, ...]) -> Any:
-    """The MetaGraphDef of a SavedModel directory with exactly these tags."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    pb = path / "saved_model.pb"
-    if not pb.is_file():
-        raise FileNotFoundError(f"not a SavedModel directory (no saved_model.pb): {path}")
-    saved = saved_model_pb2.SavedModel()
-    saved.ParseFromString(pb.read_bytes())
-    found = [sorted(m.meta_info_def.tags) for m in saved.meta_graphs]
-    for meta in saved.meta_graphs:
-        if sorted(meta.meta_info_def.tags) == sorted(tags):
-            return meta
-    raise ValueError(f"{path}: no meta graph with tags {list(tags)}; its tag sets are {found}")
-
-
-def _signature_with(
-    meta: Any, path: Path, feeds: list[str], fetches: list[str]
-) -> tuple[str, dict[str, str]]:
-    """The signature whose tensors include `feeds` and `fetches`, and {key: tensor name}."""
-
-    def norm(name: str) -> str:
-        return name if ":" in name else f"{name}:0"
-
-    listed = []
-    for key, sig in meta.signature_def.items():
-        ins = {norm(v.name): k for k, v in sig.inputs.items()}
-        outs = {norm(v.name): k for k, v in sig.outputs.items()}
-        listed.append(f"{key}: {sorted(ins)} -> {sorted(outs)}")
-        if set(map(norm, feeds)) == set(ins) and set(map(norm, fetches)) <= set(outs):
-            renames = {ins[n]: n.removesuffix(":0") for n in ins}
-            renames |= {outs[norm(n)]: norm(n).removesuffix(":0") for n in fetches}
-            return key, renames
-    raise KeyError(
-        f"{path} is a TF2 SavedModel: its graph tensors are those of its signatures, and no "
-        f"signature has inputs {feeds} and outputs {fetches}. Its signatures: "
-        f"{'; '.join(listed)}. Use those tensor names, or fromSavedModelWithSignature"
-    )
