@@ -67,6 +67,22 @@ def test_no_command_prints_help_and_returns_usage(capsys: pytest.CaptureFixture[
     assert "usage: sparkonnx" in capsys.readouterr().out
 
 
+def test_python_dash_m_runs_the_same_command() -> None:
+    import sparkonnx
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sparkonnx.cli", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip() == f"sparkonnx {sparkonnx.__version__}"
+    bad = subprocess.run(
+        [sys.executable, "-m", "sparkonnx.cli", "inspect", "missing.onnx"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == exit_codes.EXIT_SOURCE
+    _one_line_error(bad.stderr, "inspect")
+
+
 def test_subcommands_register_from_functions() -> None:
     parser = cli.build_parser()
     assert {"convert", "inspect"} <= set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
