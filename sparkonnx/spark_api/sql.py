@@ -1,21 +1,28 @@
 """Models as named Spark SQL functions: `register_udf` and sparkdl's `registerKerasImageUDF`.
 
-The function is a scalar-iterator pandas UDF (`mapInPandas` cannot be called from SQL): it runs
+The function is an iterator Arrow UDF (a pandas one on pyspark 4.0; `mapInPandas` cannot be
+called from SQL), built for the kind of the given session (classic or Spark Connect). It runs
 in the executors' Python workers with the same per-process `SESSION_CACHE` and batched runs as
-the transformers, and works from `spark.sql(...)` on classic Spark and on Spark Connect. What it
-sends to executors is one plain `UdfSpec` value (model reference, tensor specs, options) and
-the module function `predict_batches`.
+the transformers. What it sends to executors is one plain `InferencePlan` whose ``prepare``
+hook is `runtime.sql_udf.prepare_arguments`.
 
 Arguments, one per model input, in the model's input order:
 
 - numeric scalars or (nested) arrays: a tensor input (flat arrays are reshaped to the input's
   static dims or to `inputShape`);
-- image structs (`read_images`, `spark.read.format("image")`): resized to the model's static
-  height / width, BGR(A) swapped to `channelOrder`, NCHW inputs transposed;
+- image structs (`read_images`, `spark.read.format("image")`): prepared exactly as
+  `ImageTransformer` prepares them, with the same resolution: the arguments `inputSize`,
+  `channelOrder`, `layout`, `scale`, `mean`, `std`, `resample` win over the preprocessing stored
+  in the model's metadata, which wins over the input's shape (static size: images are resized
+  to it);
 - with a `preprocessor` (file path -> image array): a string column of file paths, or image
-  structs, which are written to a temporary PNG first, as sparkdl did.
+  structs, whose `origin` is given when it is a file on the executor (else the struct is
+  written to a temporary PNG first, as sparkdl did). What it returns is an RGB(A) or gray image
+  of any size, prepared like an image struct.
 
-A null argument gives a null result.
+A row with a null argument, an undecodable image or a failing preprocessor gets a null result
+(`handleInvalid='keep'`; with `errorField` the result is a struct holding the reason) or fails
+the task naming the row (`handleInvalid='error'`).
 """
 
 from __future__ import annotations
@@ -23,24 +30,25 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-
-from sparkonnx.engine.image_batch import image_structs_to_batch
-from sparkonnx.engine.images import IMAGE_FIELDS
+from sparkonnx.engine.image_preprocess import ImagePreprocessing, resolve_preprocessing
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
-from sparkonnx.engine.tensors import TensorConversionError, column_to_tensor, tensor_to_arrow
-from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn, session_for
-from sparkonnx.spark_api.session import active_session
+from sparkonnx.spark_api.runtime.arrow_udf_path import arrow_udf_supported
+from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn, run_columns
+from sparkonnx.spark_api.runtime.image_executor import VectorOutput
+from sparkonnx.spark_api.runtime.sql_udf import (
+    Preprocessor,
+    SqlArguments,
+    prepare_arguments,
+    run_pandas_columns,
+)
+from sparkonnx.spark_api.session import active_session, python_udf
 from sparkonnx.spark_api.shipping import ship_model
+from sparkonnx.spark_api.transformers.image_params import HasImageOutput, HasImagePreprocessing
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
 
 if TYPE_CHECKING:
@@ -49,21 +57,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Preprocessor = Callable[[str], np.ndarray]
-CHANNEL_ORDERS = ("RGB", "BGR")
+__all__ = ["registerKerasImageUDF", "register_udf"]
 
 
-@dataclass(frozen=True)
-class UdfSpec:
-    """Everything a task needs, as plain values: the plan plus the UDF's own options."""
-
-    plan: InferencePlan
-    flatten: bool = False
-    channel_order: str = "RGB"
-    preprocessor: Preprocessor | None = None  # user code, shipped with the UDF
-
-
-# --------------------------------------------------------------------------- driver side
+# --------------------------------------------------------------------------- the model
 
 
 def _resolve_model(model: Any) -> OnnxModel:
@@ -136,17 +133,98 @@ def _input_specs(
     return tuple(_with_shape(s, shapes[s.name]) if s.name in shapes else s for s in specs)
 
 
-def _return_type(outputs: tuple[TensorSpec, ...], flatten: bool) -> DataType:
+class _ImageArguments(HasImagePreprocessing, HasImageOutput):
+    """register_udf's image arguments, checked by the image stages' own Param converters."""
+
+
+#: register_udf's keyword arguments for image structs: ImageTransformer's preprocessing Params.
+IMAGE_ARGUMENTS = ("inputSize", "channelOrder", "layout", "scale", "mean", "std", "resample")
+
+
+def _image_arguments(image: dict[str, Any], **given: Any) -> _ImageArguments:
+    """The image stages' Params holding `image` and `given` (None: unset, as for the stages)."""
+    unknown = sorted(set(image) - set(IMAGE_ARGUMENTS))
+    if unknown:
+        raise TypeError(
+            f"register_udf got unexpected keyword arguments {unknown}; besides its own, it takes "
+            f"ImageTransformer's preprocessing Params {list(IMAGE_ARGUMENTS)}"
+        )
+    given.update(image)
+    params = _ImageArguments()
+    params._set(**{k: v for k, v in given.items() if v is not None})
+    return params
+
+
+def _image_preprocessing(
+    name: str, model: OnnxModel, specs: tuple[TensorSpec, ...], overrides: dict[str, Any]
+) -> tuple[ImagePreprocessing | str, ...]:
+    """Each input's preprocessing, resolved as ImageTransformer does, or why it has none.
+
+    Raises when preprocessing arguments were given but fit no input.
+    """
+    from sparkonnx.converters.metadata import preprocessing_of
+
+    stored = preprocessing_of(model)
+    resolved: list[ImagePreprocessing | str] = []
+    for spec in specs:
+        try:
+            resolved.append(resolve_preprocessing(spec, stored, overrides))
+        except ValueError as exc:
+            resolved.append(str(exc))
+    if overrides and all(isinstance(r, str) for r in resolved):
+        raise ValueError(f"register_udf {name!r}: {resolved[0]}")
+    return tuple(resolved)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _outputs(model: OnnxModel, flatten: bool) -> tuple[OutputColumn, ...]:
+    """One output column per model output (flattened to [N, k] with `flatten`)."""
+    return tuple(
+        VectorOutput(s.name, s.name, spark_output_dtype(s.dtype).name, 2)
+        if flatten
+        else OutputColumn(s.name, s.name, spark_output_dtype(s.dtype).name, s.rank or 1)
+        for s in model.outputs
+    )
+
+
+def _return_type(model: OnnxModel, flatten: bool, error_field: str | None) -> DataType:
+    """The SQL type: one output's array, or a struct of outputs (and the error field)."""
     from pyspark.sql import types as T
 
     def one(spec: TensorSpec) -> DataType:
         if flatten:
-            return T.ArrayType(spark_type_for(dataclasses.replace(spec, shape=(None,))), False)
+            return spark_type_for(
+                TensorSpec(spec.name, spark_output_dtype(spec.dtype), ("N", None))
+            )
         return spark_type_for(spec)
 
-    if len(outputs) == 1:
-        return one(outputs[0])
-    return T.StructType([T.StructField(s.name, one(s), True) for s in outputs])
+    fields = [T.StructField(s.name, one(s), True) for s in model.outputs]
+    if error_field is not None:
+        if error_field in [f.name for f in fields]:
+            raise ValueError(
+                f"errorField {error_field!r} is also the name of a model output "
+                f"{[f.name for f in fields]}; choose another name"
+            )
+        fields.append(T.StructField(error_field, T.StringType(), True))
+    return fields[0].dataType if len(fields) == 1 else T.StructType(fields)
+
+
+def _sql_function(spark: Any, plan: InferencePlan, return_type: DataType) -> Any:
+    """The UDF over `plan`, built for the kind of `spark` (never from the environment)."""
+    from pyspark.util import PythonEvalType
+
+    if arrow_udf_supported():
+        body: Any = partial(run_columns, plan)
+        eval_type: int = PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF
+    else:
+        body = partial(run_pandas_columns, plan)
+        eval_type = PythonEvalType.SQL_SCALAR_PANDAS_ITER_UDF
+    return python_udf(spark, body, return_type, eval_type)
+
+
+# --------------------------------------------------------------------------- registering
 
 
 def register_udf(
@@ -158,24 +236,27 @@ def register_udf(
     batchSize: int = 1024,
     device: str = "auto",
     deviceId: int | None = None,
-    channelOrder: str = "RGB",
     preprocessor: Preprocessor | None = None,
     flatten: bool = False,
+    handleInvalid: str = "keep",
+    errorField: str | None = None,
+    **image: Any,
 ) -> Any:
     """Register `model` as the SQL function `name` (one argument per model input) and return it.
 
     `model`: an ONNX file / bytes / ModelProto / OnnxModel, a Keras model or .keras / .h5 file,
     a SavedModel directory, a tf.function, or a `TFInputGraph`; TF / Keras sources are converted
-    to ONNX here, once. `inputShape`: per-row shape (no batch axis) of the input, or a dict by
-    input name, for models with dynamic dims. `channelOrder`: 'RGB' (Keras, most models) or
-    'BGR' for image-struct arguments. `preprocessor`: file path -> image array, for path or
-    image arguments. `flatten`: return each row's output as one flat array. One output gives
-    an array column; several give a struct with one field per output.
+    to ONNX here, once. `inputShape`: per-row shape (no batch axis) of a tensor input, or a dict
+    by input name, for models with dynamic dims. `image`: ImageTransformer's preprocessing
+    Params for image-struct arguments (`inputSize`, `channelOrder`, `layout`, `scale`, `mean`,
+    `std`, `resample`; unset ones come from the model's metadata and input shape).
+    `preprocessor`: file path -> image array, for path or image arguments. `flatten`: each
+    row's output as one flat array. `handleInvalid`: 'keep' (null result) or 'error'.
+    `errorField`: the result becomes a struct with this string field holding why a row is null.
+    One output gives an array column; several (or `errorField`) a struct with one field each.
     """
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"a SQL function name must be an identifier like 'my_model'; got {name!r}")
-    if channelOrder not in CHANNEL_ORDERS:
-        raise ValueError(f"channelOrder must be one of {CHANNEL_ORDERS}; got {channelOrder!r}")
     if preprocessor is not None and not callable(preprocessor):
         raise TypeError(
             f"preprocessor must be a function (file path -> image array), got "
@@ -183,25 +264,30 @@ def register_udf(
         )
     if not isinstance(batchSize, int) or batchSize <= 0:
         raise ValueError(f"batchSize must be a positive integer; got {batchSize!r}")
+    params = _image_arguments(image, handleInvalid=handleInvalid, errorCol=errorField)
     onnx_model = _resolve_model(model)
     specs = _input_specs(onnx_model, inputShape)
-    outputs = tuple(
-        OutputColumn(
-            s.name, s.name, spark_output_dtype(s.dtype).name, 2 if flatten else (s.rank or 1)
-        )
-        for s in onnx_model.outputs
+    labels = tuple(f"{name} argument {i + 1}" for i in range(len(specs)))
+    arguments = SqlArguments(
+        labels,
+        specs,
+        _image_preprocessing(name, onnx_model, specs, params.preprocessingOverrides()),
+        preprocessor,
+        params.getHandleInvalid() == "error",
+        errorField,
     )
-    return_type = _return_type(onnx_model.outputs, flatten)
+    return_type = _return_type(onnx_model, flatten, errorField)
     plan = InferencePlan(
         model=ship_model(spark, onnx_model),
-        inputs=tuple((f"argument {i + 1}", s) for i, s in enumerate(specs)),
-        outputs=outputs,
+        inputs=tuple(zip(labels, specs, strict=True)),
+        outputs=_outputs(onnx_model, flatten),
         batch_size=batchSize,
         device=validate_device(device, deviceId),
         device_id=deviceId,
         allow_cast=True,
+        prepare=partial(prepare_arguments, arguments),
     )
-    udf = _pandas_udf(UdfSpec(plan, flatten, channelOrder, preprocessor), return_type)
+    udf = _sql_function(spark, plan, return_type)
     spark.udf.register(name, udf)
     logger.info(
         "registered SQL function %s(%s) -> %s for model %s",
@@ -213,38 +299,22 @@ def register_udf(
     return udf
 
 
-def _pandas_udf(spec: UdfSpec, return_type: DataType) -> Any:
-    """A scalar-iterator pandas UDF over `predict_batches`; the closure holds `spec` only."""
-    from pyspark.sql.functions import pandas_udf
-
-    if len(spec.plan.inputs) == 1:
-
-        def predict(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
-            return predict_batches(spec, ((b,) for b in batches))
-
-    else:
-
-        def predict(batches: Iterator[tuple[pd.Series, ...]]) -> Iterator[pd.Series]:  # type: ignore[misc]
-            return predict_batches(spec, batches)
-
-    return pandas_udf(predict, return_type)  # type: ignore[call-overload]
-
-
 def registerKerasImageUDF(
     udf_name: str,
     keras_model_or_file_path: Any,
     preprocessor: Preprocessor | None = None,
     *,
     spark: SparkSession | None = None,
-    batchSize: int = 64,
-    device: str = "auto",
+    **options: Any,
 ) -> Any:
     """sparkdl's image UDF: a Keras model (object or .keras / .h5 path) as the SQL function
     `udf_name` on an image-struct column, returning each row's output as a flat float array.
 
-    Images are resized to the model's input size and given as RGB. With `preprocessor` (a file
-    path -> image array function, as in Keras workflows), each image is written to a temporary
-    PNG and loaded with it; a string column of file paths is passed to it directly.
+    Images are prepared as `register_udf` prepares image structs: resized to the model's input
+    size, given as RGB (unless the model's metadata says otherwise). With `preprocessor` (file
+    path -> image array, as in Keras workflows) each image is loaded with it from its origin; a
+    string column of file paths is passed to it directly. `options`: register_udf's keyword
+    arguments (batchSize defaults to 64 here).
     """
     from sparkonnx.converters import from_keras
 
@@ -255,163 +325,6 @@ def registerKerasImageUDF(
         active_session(spark, "pass spark=... to registerKerasImageUDF"),
         udf_name,
         result.model,
-        batchSize=batchSize,
-        device=device,
         preprocessor=preprocessor,
-        flatten=True,
+        **{"batchSize": 64, "flatten": True, **options},
     )
-
-
-# --------------------------------------------------------------------------- executor side
-
-
-def predict_batches(
-    spec: UdfSpec, batches: Iterator[tuple[pd.Series | pd.DataFrame, ...]]
-) -> Iterator[pd.Series | pd.DataFrame]:
-    """The UDF body: the worker's cached session, then one pandas result per batch."""
-    session = None
-    for args in batches:
-        if session is None:
-            session = session_for(spec.plan)
-        yield _predict(spec, session, args)
-
-
-def _predict(spec: UdfSpec, session: Any, args: tuple[pd.Series | pd.DataFrame, ...]) -> Any:
-    n = len(args[0])
-    valid = np.ones(n, dtype=bool)
-    for arg in args:
-        valid &= ~_invalid_rows(arg)
-    results: dict[str, np.ndarray] = {}
-    if valid.any():
-        feeds = {}
-        for (label, tensor_spec), arg in zip(spec.plan.inputs, args, strict=True):
-            rows = arg[valid] if not valid.all() else arg
-            feeds[tensor_spec.name] = _to_tensor(spec, label, tensor_spec, rows)
-        results = session.run(feeds, spec.plan.batch_size, [o.output for o in spec.plan.outputs])
-    columns = [_to_pandas(spec, o, results.get(o.output), valid) for o in spec.plan.outputs]
-    if len(columns) == 1:
-        return columns[0]
-    return pd.DataFrame({o.output: c for o, c in zip(spec.plan.outputs, columns, strict=True)})
-
-
-def _is_image(arg: pd.Series | pd.DataFrame) -> bool:
-    return isinstance(arg, pd.DataFrame) and set(IMAGE_FIELDS) <= set(arg.columns)
-
-
-def _invalid_rows(arg: pd.Series | pd.DataFrame) -> np.ndarray:
-    """Rows that give a null result: null values, null or undecodable (mode -1) images."""
-    if _is_image(arg):
-        mode = pd.to_numeric(arg["mode"], errors="coerce")
-        return np.asarray(arg["data"].isna() | mode.isna() | (mode == -1), dtype=bool)
-    if isinstance(arg, pd.DataFrame):
-        raise TensorConversionError(
-            f"a struct argument with fields {list(arg.columns)} is not an image struct "
-            f"(fields {list(IMAGE_FIELDS)}); pass arrays of numbers or image structs"
-        )
-    return np.asarray(arg.isna(), dtype=bool)
-
-
-def _to_tensor(
-    spec: UdfSpec, label: str, tensor_spec: TensorSpec, arg: pd.Series | pd.DataFrame
-) -> np.ndarray:
-    if spec.preprocessor is not None and (_is_image(arg) or _is_strings(arg)):
-        arrays = [spec.preprocessor(p) for p in _paths(arg)]
-        return _image_tensor(np.stack([np.asarray(a) for a in arrays]), tensor_spec, "RGB")
-    if _is_image(arg):
-        return _images_to_tensor(arg, tensor_spec, spec.channel_order)
-    if _is_strings(arg):
-        raise TensorConversionError(
-            f"{label} is a string column; file paths need preprocessor=<path -> image array> "
-            "(registerKerasImageUDF / register_udf), or read the files with read_images"
-        )
-    column = pa.array(arg, from_pandas=True)
-    return column_to_tensor(column, label, tensor_spec, allow_cast=True)
-
-
-def _is_strings(arg: pd.Series | pd.DataFrame) -> bool:
-    return isinstance(arg, pd.Series) and len(arg) > 0 and isinstance(arg.iloc[0], str)
-
-
-def _struct_array(frame: pd.DataFrame) -> pa.StructArray:
-    types = {"origin": pa.string(), "data": pa.binary()}
-    arrays = [
-        pa.array(frame[f].tolist(), type=types.get(f, pa.int32()), from_pandas=True)
-        for f in IMAGE_FIELDS
-    ]
-    return pa.StructArray.from_arrays(arrays, names=list(IMAGE_FIELDS))
-
-
-def _image_size(tensor_spec: TensorSpec) -> tuple[tuple[int, int] | None, int | None, bool]:
-    """(height, width) if static, channels if static, and whether the input is NCHW."""
-    shape = tensor_spec.shape
-    if shape is None or len(shape) != 4:
-        raise TensorConversionError(
-            f"image arguments need a rank-4 model input (NHWC or NCHW); model input "
-            f"{tensor_spec.describe()} is not one"
-        )
-    nchw = shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4)
-    h, w, c = (shape[2], shape[3], shape[1]) if nchw else (shape[1], shape[2], shape[3])
-    size = (h, w) if isinstance(h, int) and isinstance(w, int) else None
-    return size, (c if isinstance(c, int) else None), nchw
-
-
-def _image_tensor(batch: np.ndarray, tensor_spec: TensorSpec, order: str) -> np.ndarray:
-    """(n, h, w[, c]) images, channels already in the model's order, as the model's input."""
-    if batch.ndim == 3:
-        batch = batch[..., np.newaxis]
-    if batch.ndim == 5 and batch.shape[1] == 1:  # preprocessors that return (1, h, w, c)
-        batch = batch[:, 0]
-    _size, _channels, nchw = _image_size(tensor_spec)
-    if nchw:
-        batch = batch.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(batch, dtype=tensor_spec.dtype)
-
-
-def _images_to_tensor(frame: pd.DataFrame, tensor_spec: TensorSpec, order: str) -> np.ndarray:
-    size, channels, _nchw = _image_size(tensor_spec)
-    images = image_structs_to_batch(_struct_array(frame), size=size, channels=channels).array
-    if order == "RGB" and images.shape[-1] in (3, 4):  # structs are BGR(A)
-        images = np.concatenate([images[..., 2::-1], images[..., 3:]], axis=-1)
-    return _image_tensor(images, tensor_spec, order)
-
-
-def _paths(arg: pd.Series | pd.DataFrame) -> Iterator[str]:
-    """Local file paths: the strings themselves, or each image spilled to a temporary PNG."""
-    if not _is_image(arg):
-        for text in arg:
-            parts = urlsplit(text)
-            yield unquote(parts.path) if parts.scheme == "file" else text
-        return
-    from PIL import Image
-
-    images = image_structs_to_batch(_struct_array(arg)).array
-    with tempfile.TemporaryDirectory(prefix="sparkonnx-udf-") as tmp:
-        for i, image in enumerate(images):
-            if image.dtype != np.uint8:
-                raise TensorConversionError(
-                    f"preprocessor: image row {i} has {image.dtype} samples; only 8-bit images "
-                    "can be written to PNG for the preprocessor"
-                )
-            rgb = image[..., 2::-1] if image.shape[-1] >= 3 else image[..., 0]
-            if image.shape[-1] == 4:
-                rgb = np.concatenate([rgb, image[..., 3:]], axis=-1)
-            path = os.path.join(tmp, f"{i}.png")
-            Image.fromarray(np.ascontiguousarray(rgb)).save(path, format="PNG")
-            yield path
-
-
-def _to_pandas(
-    spec: UdfSpec, out: OutputColumn, tensor: np.ndarray | None, valid: np.ndarray
-) -> pd.Series:
-    n = len(valid)
-    if tensor is None:
-        values = pa.nulls(n, out.arrow_type)
-    else:
-        tensor = tensor.astype(out.dtype, copy=False)
-        if spec.flatten:
-            tensor = tensor.reshape(len(tensor), -1)
-        values = tensor_to_arrow(tensor)
-        if not valid.all():
-            index = np.cumsum(valid) - 1
-            values = values.take(pa.array(index, mask=~valid))
-    return values.to_pandas()
