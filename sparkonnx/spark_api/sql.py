@@ -227,6 +227,19 @@ def _sql_function(spark: Any, plan: InferencePlan, return_type: DataType) -> Any
 # --------------------------------------------------------------------------- registering
 
 
+def _check_registration(name: Any, preprocessor: Any, batchSize: Any) -> None:
+    """register_udf's own arguments, checked before any model work."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"a SQL function name must be an identifier like 'my_model'; got {name!r}")
+    if preprocessor is not None and not callable(preprocessor):
+        raise TypeError(
+            f"preprocessor must be a function (file path -> image array), got "
+            f"{type(preprocessor).__name__}"
+        )
+    if not isinstance(batchSize, int) or batchSize <= 0:
+        raise ValueError(f"batchSize must be a positive integer; got {batchSize!r}")
+
+
 def register_udf(
     spark: SparkSession,
     name: str,
@@ -255,27 +268,14 @@ def register_udf(
     `errorField`: the result becomes a struct with this string field holding why a row is null.
     One output gives an array column; several (or `errorField`) a struct with one field each.
     """
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"a SQL function name must be an identifier like 'my_model'; got {name!r}")
-    if preprocessor is not None and not callable(preprocessor):
-        raise TypeError(
-            f"preprocessor must be a function (file path -> image array), got "
-            f"{type(preprocessor).__name__}"
-        )
-    if not isinstance(batchSize, int) or batchSize <= 0:
-        raise ValueError(f"batchSize must be a positive integer; got {batchSize!r}")
+    _check_registration(name, preprocessor, batchSize)
     params = _image_arguments(image, handleInvalid=handleInvalid, errorCol=errorField)
     onnx_model = _resolve_model(model)
     specs = _input_specs(onnx_model, inputShape)
     labels = tuple(f"{name} argument {i + 1}" for i in range(len(specs)))
-    arguments = SqlArguments(
-        labels,
-        specs,
-        _image_preprocessing(name, onnx_model, specs, params.preprocessingOverrides()),
-        preprocessor,
-        params.getHandleInvalid() == "error",
-        errorField,
-    )
+    images = _image_preprocessing(name, onnx_model, specs, params.preprocessingOverrides())
+    strict = params.getHandleInvalid() == "error"
+    arguments = SqlArguments(labels, specs, images, preprocessor, strict, errorField)
     return_type = _return_type(onnx_model, flatten, errorField)
     plan = InferencePlan(
         model=ship_model(spark, onnx_model),
