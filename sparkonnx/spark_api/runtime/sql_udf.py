@@ -135,7 +135,7 @@ def _feed(
     preprocessing = args.images[i]
     if isinstance(preprocessing, str):
         raise TensorConversionError(f"{label} holds images, but {preprocessing}")
-    origins = origins_of(column)
+    origins = origins_of(column) if args.strict else None  # only error messages use them
     loaded: dict[int, str] = {}
     if args.preprocessor is not None:
         column, loaded = preprocessed_structs(args.preprocessor, column)
