@@ -48,6 +48,8 @@ _EXPORTS: dict[str, str] = {
     "TFTransformer": "sparkonnx.spark_api.transformers.tf_transformer",
     "KerasTransformer": "sparkonnx.spark_api.transformers.keras_transformer",
     "register_udf": "sparkonnx.spark_api.sql",
+    "score_parquet": "sparkonnx.spark_api.transformers.parquet_scoring",
+    "register_data_source": "sparkonnx.spark_api.transformers.parquet_scoring",
     "registerKerasImageUDF": "sparkonnx.spark_api.sql",
     "ImageTransformer": "sparkonnx.spark_api.transformers.image_transformer",
     "TFImageTransformer": "sparkonnx.spark_api.transformers.image_transformer",
@@ -134,6 +136,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.spark_api.transformers.keras_image_transformer import KerasImageFileTransformer
     from sparkonnx.spark_api.transformers.keras_transformer import KerasTransformer
     from sparkonnx.spark_api.transformers.onnx_transformer import ONNXTransformer
+    from sparkonnx.spark_api.transformers.parquet_scoring import (
+        register_data_source,
+        score_parquet,
+    )
     from sparkonnx.spark_api.transformers.tf_input_graph import TFInputGraph
     from sparkonnx.spark_api.transformers.tf_transformer import TFTransformer
     from sparkonnx.spark_api.transformers.zoo_transformers import (

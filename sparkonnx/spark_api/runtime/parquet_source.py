@@ -1,0 +1,209 @@
+"""The `sparkonnx` Python data source: Parquet row groups in, model outputs out, no JVM copy.
+
+Each task opens its row groups with `pyarrow.parquet`, reads only the model's input columns
+and the kept ones, runs the model through the same `infer_columns` / session cache as
+ONNXTransformer, and yields Arrow batches of exactly the declared schema.
+
+Planned either by `score_parquet` on the driver (the plan travels encoded in an internal
+option) or, for ``spark.read.format("sparkonnx").option("modelFile", ...)``, from the user's
+options in the data source's planner process (`sparkonnx.spark_api.transformers.parquet_scoring`,
+imported lazily: executors never import it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import StructType
+
+from sparkonnx.engine.tensors import TensorConversionError
+from sparkonnx.spark_api.runtime.executor import InferencePlan, infer_columns, session_for
+from sparkonnx.spark_api.runtime.model_ref import ModelRef
+from sparkonnx.spark_api.runtime.parquet_files import (
+    FileSlice,
+    ParquetTableError,
+    filesystem_for,
+    plan_tasks,
+)
+
+FORMAT_NAME = "sparkonnx"
+#: The option `score_parquet` passes its driver-side plan in (base64 of a pickled ScoringSpec).
+PLAN_OPTION = "__sparkonnx_plan"
+#: Rows per Arrow batch read from a row group (the model still runs in `batchSize` slices).
+READ_ROWS = 10_000
+DEFAULT_TARGET_BYTES = 128 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ScoringSpec:
+    """Everything a scan needs: the table, the inference plan and the declared output schema."""
+
+    path: str
+    plan: InferencePlan
+    schema_json: str  # the declared Spark schema: kept columns, then the model outputs
+    partition_columns: tuple[str, ...] = ()
+    target_bytes: int = DEFAULT_TARGET_BYTES
+
+    @property
+    def schema(self) -> StructType:
+        return StructType.fromJson(json.loads(self.schema_json))
+
+    def encode(self) -> str:
+        """This spec as an option value."""
+        return base64.b64encode(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)).decode()
+
+    @staticmethod
+    def decode(value: str) -> ScoringSpec:
+        """The spec `encode` made."""
+        spec = pickle.loads(base64.b64decode(value))
+        if not isinstance(spec, ScoringSpec):
+            raise TypeError(f"option {PLAN_OPTION} does not hold a ScoringSpec")
+        return spec
+
+
+@dataclass(frozen=True)
+class UriModelRef(ModelRef):
+    """A model every executor reads itself from a path or URI (``format("sparkonnx")`` with a
+    large ``modelFile``); the session cache still builds it once per worker, by sha256."""
+
+    uri: str = ""
+
+    def load(self) -> bytes | str:
+        """The local path, or the bytes read through pyarrow.fs."""
+        fs, inner = filesystem_for(self.uri)
+        if isinstance(fs, pafs.LocalFileSystem):
+            if not os.path.exists(inner):
+                raise FileNotFoundError(f"modelFile {self.uri!r} is not readable on this executor")
+            return inner
+        with fs.open_input_stream(inner) as stream:
+            return bytes(stream.read())
+
+
+@dataclass(frozen=True)
+class RowGroupTask(InputPartition):
+    """One Spark task: a few files' row groups."""
+
+    slices: tuple[FileSlice, ...]
+
+
+def _file_columns(spec: ScoringSpec) -> list[str]:
+    """Columns read from the files: the model inputs, then kept non-partition columns."""
+    outputs = {out.column for out in spec.plan.outputs}
+    wanted = [column for column, _ in spec.plan.inputs]
+    for name in spec.schema.fieldNames():
+        if name not in outputs and name not in spec.partition_columns and name not in wanted:
+            wanted.append(name)
+    return wanted
+
+
+def _assemble(
+    spec: ScoringSpec,
+    target: pa.Schema,
+    batch: pa.RecordBatch,
+    outputs: list[tuple[str, pa.Array]],
+    partition_values: dict[str, object],
+) -> pa.RecordBatch:
+    """The declared batch: kept columns, partition values and outputs, cast to Spark's types."""
+    produced = dict(outputs)
+    arrays = []
+    for field in target:
+        if field.name in produced:
+            values = produced[field.name]
+        elif field.name in spec.partition_columns:
+            scalar = pa.scalar(partition_values.get(field.name), field.type)
+            values = pa.repeat(scalar, batch.num_rows)
+        else:
+            values = batch.column(field.name)
+        arrays.append(values if values.type == field.type else values.cast(field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=target)
+
+
+class ParquetScoringReader(DataSourceReader):
+    """Plans row-group tasks on the driver; scores them on executors."""
+
+    def __init__(self, spec: ScoringSpec) -> None:
+        self.spec = spec
+
+    def partitions(self) -> list[RowGroupTask]:  # type: ignore[override]
+        """Row groups grouped into tasks of about `targetPartitionBytes`."""
+        tasks = plan_tasks(self.spec.path, self.spec.target_bytes)
+        return [RowGroupTask(tuple(slices)) for slices in tasks] or [RowGroupTask(())]
+
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:  # type: ignore[override]
+        """Score every row group of the task, one Arrow batch of at most READ_ROWS rows at a time."""
+        assert isinstance(partition, RowGroupTask)
+        spec = self.spec
+        target = to_arrow_schema(spec.schema, timezone="UTC")
+        columns = _file_columns(spec)
+        fs, _ = filesystem_for(spec.path)
+        session = session_for(spec.plan) if partition.slices else None
+        for piece in partition.slices:
+            values = dict(piece.partition_values)
+            for batch in _batches(fs, piece, columns):
+                assert session is not None
+                try:
+                    outputs = infer_columns(spec.plan, session, batch)
+                except TensorConversionError as error:
+                    raise TensorConversionError(
+                        f"{error} (in Parquet file {piece.path!r}, row groups {piece.row_groups})"
+                    ) from error
+                yield _assemble(spec, target, batch, outputs, values)
+
+
+def _batches(fs: Any, piece: FileSlice, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """The slice's row groups as batches of `columns`; errors name the file."""
+    try:
+        parquet = pq.ParquetFile(piece.path, filesystem=fs)
+        yield from parquet.iter_batches(
+            batch_size=READ_ROWS, row_groups=list(piece.row_groups), columns=columns
+        )
+    except (pa.ArrowException, OSError) as error:
+        raise ParquetTableError(f"cannot read Parquet file {piece.path!r}: {error}") from error
+
+
+class SparkOnnxDataSource(DataSource):
+    """``spark.read.format("sparkonnx")``: score a Parquet table with an ONNX model.
+
+    Options: ``path`` (or ``load(path)``), ``modelFile``, ``inputCol`` / ``outputCol`` or
+    ``inputMapping`` / ``outputMapping`` (JSON objects), ``keepColumns`` (comma-separated),
+    ``batchSize``, ``device``, ``deviceId``, ``allowCast``, ``targetPartitionBytes``.
+    """
+
+    @classmethod
+    def name(cls) -> str:
+        return FORMAT_NAME
+
+    def _spec(self) -> ScoringSpec:
+        options = {key.lower(): value for key, value in self.options.items()}
+        encoded = options.pop(PLAN_OPTION, None)
+        if encoded:
+            return ScoringSpec.decode(encoded)
+        from sparkonnx.spark_api.transformers.parquet_scoring import spec_from_options
+
+        return spec_from_options(options)
+
+    def schema(self) -> StructType:
+        """Kept columns (as in the files), then one column per model output."""
+        return self._spec().schema
+
+    def reader(self, schema: StructType) -> DataSourceReader:
+        """The reader of this scan (`schema` is ours: user schemas are refused)."""
+        spec = self._spec()
+        if schema.json() != spec.schema.json():
+            raise ValueError(
+                f"the {FORMAT_NAME} data source derives its schema from the files and the model; "
+                f"do not pass .schema(...) (given {schema.simpleString()}, derived "
+                f"{spec.schema.simpleString()})"
+            )
+        return ParquetScoringReader(spec)
