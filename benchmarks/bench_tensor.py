@@ -7,6 +7,7 @@ ONNXTransformer on the same float32 values packed in a binary column (an opt-in 
 Repeats are interleaved across paths. Prints rows/s and each ratio to raw ORT. Not a test.
 
     .venv/bin/python benchmarks/bench_tensor.py [--rows 200000] [--repeats 3] [--models light,heavy]
+    .venv/bin/python benchmarks/bench_tensor.py --parquet   # from Parquet files (bench_parquet.py)
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--models", default="light,heavy")
     parser.add_argument("--skip", default="", help="comma list of paths to skip")
+    parser.add_argument("--parquet", action="store_true", help="score Parquet files instead")
     args = parser.parse_args()
 
     from pyspark.sql import SparkSession
@@ -127,6 +129,13 @@ def main() -> None:
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
+    if args.parquet:
+        from benchmarks.bench_parquet import run_parquet
+
+        print(f"rows={args.rows} batch={args.batch} cores={os.cpu_count()} spark={spark.version}")
+        run_parquet(spark, args, MODELS, predict_batch_udf_path)
+        spark.stop()
+        return
     skip = set(filter(None, args.skip.split(",")))
     way = "arrow_udf" if arrow_udf_supported() else "mapInArrow"
     print(

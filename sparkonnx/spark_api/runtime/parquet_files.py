@@ -61,7 +61,10 @@ def _table_format(fs: pafs.FileSystem, root: str) -> str | None:
     metadata = names.get("metadata")
     if metadata is not None and metadata.type == pafs.FileType.Directory:
         inside = fs.get_file_info(pafs.FileSelector(metadata.path))
-        if any(i.base_name.endswith(".metadata.json") or i.base_name == "version-hint.text" for i in inside):
+        if any(
+            i.base_name.endswith(".metadata.json") or i.base_name == "version-hint.text"
+            for i in inside
+        ):
             return "Iceberg (found metadata/*.metadata.json)"
     return None
 

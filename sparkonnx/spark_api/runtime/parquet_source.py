@@ -135,13 +135,13 @@ class ParquetScoringReader(DataSourceReader):
     def __init__(self, spec: ScoringSpec) -> None:
         self.spec = spec
 
-    def partitions(self) -> list[RowGroupTask]:  # type: ignore[override]
+    def partitions(self) -> list[RowGroupTask]:
         """Row groups grouped into tasks of about `targetPartitionBytes`."""
         tasks = plan_tasks(self.spec.path, self.spec.target_bytes)
         return [RowGroupTask(tuple(slices)) for slices in tasks] or [RowGroupTask(())]
 
-    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:  # type: ignore[override]
-        """Score every row group of the task, one Arrow batch of at most READ_ROWS rows at a time."""
+    def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        """Score the task's row groups, one Arrow batch of at most READ_ROWS rows at a time."""
         assert isinstance(partition, RowGroupTask)
         spec = self.spec
         target = to_arrow_schema(spec.schema, timezone="UTC")

@@ -88,7 +88,9 @@ def build_spec(
     replace before the scan runs.
     """
     if target_bytes < 1:
-        raise ValueError(f"targetPartitionBytes must be a positive number of bytes, got {target_bytes}")
+        raise ValueError(
+            f"targetPartitionBytes must be a positive number of bytes, got {target_bytes}"
+        )
     refuse_table_formats(path)
     dataset = open_dataset(path)
     model = stage.getModel()
@@ -97,7 +99,9 @@ def build_spec(
     checked = keep + [column for column in inputs if column not in keep]
     plan, planned = stage._plan(_table_schema(dataset.schema, checked, path), model)
     if stage.getOutputFormat() != "array":
-        raise ValueError("score_parquet writes array outputs only; convert with array_to_vector after")
+        raise ValueError(
+            "score_parquet writes array outputs only; use array_to_vector on the result"
+        )
     fields = [planned[name] for name in keep] + planned.fields[len(checked) :]
     plan = dataclasses.replace(plan, model=model_ref or ModelRef(model.sha256))
     spec = ScoringSpec(
@@ -138,15 +142,15 @@ def score_parquet(
     """
     if isinstance(keepColumns, str):
         keepColumns = [keepColumns]
-    given = dict(modelFile=modelFile, model=model, inputCol=inputCol, outputCol=outputCol)
-    given.update(inputMapping=inputMapping, outputMapping=outputMapping)
+    given: dict[str, Any] = dict(modelFile=modelFile, model=model, inputCol=inputCol)
+    given.update(outputCol=outputCol, inputMapping=inputMapping, outputMapping=outputMapping)
+    given.update(deviceId=deviceId)
     stage = ONNXTransformer(
         **{k: v for k, v in given.items() if v is not None},
         batchSize=batchSize,
         device=device,
         allowCast=allowCast,
         precision=precision,
-        **({"deviceId": deviceId} if deviceId is not None else {}),
         **precisionOptions,
     )
     spec, onnx_model = build_spec(stage, path, keepColumns, targetPartitionBytes)
@@ -183,13 +187,18 @@ def spec_from_options(options: dict[str, str]) -> ScoringSpec:
     unknown = sorted(set(options) - set(_OPTION_PARAMS) - set(_OTHER_OPTIONS))
     if unknown:
         allowed = [*_OPTION_PARAMS.values(), "inputMapping", "outputMapping", "keepColumns"]
+        allowed.append("targetPartitionBytes")
         raise ValueError(
-            f"unknown {FORMAT_NAME} options {unknown}; allowed: {allowed + ['targetPartitionBytes']}"
-            " (precision other than fp32: use sparkonnx.score_parquet)"
+            f"unknown {FORMAT_NAME} options {unknown}; allowed: {allowed} (precision other than "
+            "fp32: use sparkonnx.score_parquet)"
         )
     if not options.get("path"):
         raise ValueError(f'give the Parquet table: spark.read.format("{FORMAT_NAME}").load(path)')
-    kwargs = {_OPTION_PARAMS[k]: _option_value(_OPTION_PARAMS[k], v) for k, v in options.items() if k in _OPTION_PARAMS}
+    kwargs = {
+        _OPTION_PARAMS[k]: _option_value(_OPTION_PARAMS[k], v)
+        for k, v in options.items()
+        if k in _OPTION_PARAMS
+    }
     for key, param in (("inputmapping", "inputMapping"), ("outputmapping", "outputMapping")):
         if key in options:
             kwargs[param] = json.loads(options[key])
