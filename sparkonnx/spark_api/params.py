@@ -1,10 +1,29 @@
-"""Shared Params for sparkonnx stages, camelCase as in pyspark.ml (one definition each)."""
+"""Shared Params for sparkonnx stages, camelCase as in pyspark.ml (one definition each).
+
+Each Param is declared once, in a mixin holding it with its typed getter and a setter that
+returns the stage itself (`Self`). A stage lists the mixins of exactly the Params its
+`__init__` accepts and uses; Params used by one room only live in that room
+(`transformers/image_params.py`, `training/keras_params.py`).
+
+Adding a Param (say `scaleHint`):
+
+1. a mixin `HasScaleHint(Params)` here (or in the room's params module) with the `Param`
+   (its doc says what it does and what it takes), `getScaleHint` and `setScaleHint -> Self`,
+   and its default set with `self._setDefault(...)` in the stage's `__init__`;
+2. the mixin among the stage's bases and `scaleHint=<the same default>` in its `__init__`;
+3. a sample value in `tests/spark_api/test_stage_params.py` (`SAMPLES`): that test walks
+   every public stage and checks each Param is an `__init__` keyword with the Param's default,
+   has a doc, a getter and a setter, and survives save / load.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param import shared as pyspark_shared
+from typing_extensions import Self
 
 from sparkonnx.engine.providers import DEVICES
 
@@ -38,15 +57,56 @@ def _to_positive_int(value: Any) -> int:
     return number
 
 
+def set_given(stage: Params, kwargs: Mapping[str, Any]) -> None:
+    """Set the `__init__` keyword arguments that were given (None leaves a Param unset)."""
+    stage._set(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+class HasInputCol(pyspark_shared.HasInputCol):
+    """pyspark's inputCol, with its setter."""
+
+    def setInputCol(self, value: str) -> Self:
+        return self._set(inputCol=value)
+
+
+class HasOutputCol(pyspark_shared.HasOutputCol):
+    """pyspark's outputCol (default `<uid>__output`), with its setter."""
+
+    def setOutputCol(self, value: str) -> Self:
+        return self._set(outputCol=value)
+
+
+class HasLabelCol(pyspark_shared.HasLabelCol):
+    """pyspark's labelCol (default 'label'), with its setter."""
+
+    def setLabelCol(self, value: str) -> Self:
+        return self._set(labelCol=value)
+
+
+class HasSeed(pyspark_shared.HasSeed):
+    """pyspark's seed, with its setter (stages set their own default, 0)."""
+
+    def setSeed(self, value: int) -> Self:
+        return self._set(seed=value)
+
+
 class HasModelFile(Params):
+    """modelFile: the file the stage's model is read from, on the driver."""
+
     modelFile: Param[str] = Param(
-        Params._dummy(), "modelFile", "path to an ONNX model file", TypeConverters.toString
+        Params._dummy(),
+        "modelFile",
+        "path (readable by the driver) of the stage's model file: ONNX (.onnx) for "
+        "ONNXTransformer and ImageTransformer; Keras (.keras, legacy .h5) for KerasTransformer "
+        "and, as the model training starts from, the Keras estimators; either for "
+        "KerasImageFileTransformer",
+        TypeConverters.toString,
     )
 
     def getModelFile(self) -> str:
         return self.getOrDefault(self.modelFile)
 
-    def setModelFile(self, value: str) -> Any:
+    def setModelFile(self, value: str) -> Self:
         return self._set(modelFile=value)
 
 
@@ -61,13 +121,13 @@ class HasTensorMappings(Params):
     def getInputMapping(self) -> dict[str, str]:
         return self.getOrDefault(self.inputMapping)
 
-    def setInputMapping(self, value: dict[str, str]) -> Any:
+    def setInputMapping(self, value: dict[str, str]) -> Self:
         return self._set(inputMapping=value)
 
     def getOutputMapping(self) -> dict[str, str]:
         return self.getOrDefault(self.outputMapping)
 
-    def setOutputMapping(self, value: dict[str, str]) -> Any:
+    def setOutputMapping(self, value: dict[str, str]) -> Self:
         return self._set(outputMapping=value)
 
 
@@ -93,19 +153,19 @@ class HasRuntimeOptions(Params):
     def getBatchSize(self) -> int:
         return self.getOrDefault(self.batchSize)
 
-    def setBatchSize(self, value: int) -> Any:
+    def setBatchSize(self, value: int) -> Self:
         return self._set(batchSize=value)
 
     def getDevice(self) -> str:
         return self.getOrDefault(self.device)
 
-    def setDevice(self, value: str) -> Any:
+    def setDevice(self, value: str) -> Self:
         return self._set(device=value)
 
     def getDeviceId(self) -> int | None:
         return self.getOrDefault(self.deviceId) if self.isDefined(self.deviceId) else None
 
-    def setDeviceId(self, value: int) -> Any:
+    def setDeviceId(self, value: int) -> Self:
         return self._set(deviceId=value)
 
 
@@ -120,7 +180,7 @@ class HasOutputFormat(Params):
     def getOutputFormat(self) -> str:
         return self.getOrDefault(self.outputFormat)
 
-    def setOutputFormat(self, value: str) -> Any:
+    def setOutputFormat(self, value: str) -> Self:
         return self._set(outputFormat=value)
 
 
@@ -135,7 +195,7 @@ class HasTensorOutputOptions(HasOutputFormat):
     def getAllowCast(self) -> bool:
         return self.getOrDefault(self.allowCast)
 
-    def setAllowCast(self, value: bool) -> Any:
+    def setAllowCast(self, value: bool) -> Self:
         return self._set(allowCast=value)
 
 
@@ -219,7 +279,7 @@ class HasPrecision(Params):
     def getPrecision(self) -> str:
         return self.getOrDefault(self.precision)
 
-    def setPrecision(self, value: str) -> Any:
+    def setPrecision(self, value: str) -> Self:
         return self._set(precision=value)
 
     def getCalibrationPath(self) -> str | None:
@@ -229,19 +289,19 @@ class HasPrecision(Params):
             else None
         )
 
-    def setCalibrationPath(self, value: str) -> Any:
+    def setCalibrationPath(self, value: str) -> Self:
         return self._set(calibrationPath=value)
 
     def getCalibrationRows(self) -> int:
         return self.getOrDefault(self.calibrationRows)
 
-    def setCalibrationRows(self, value: int) -> Any:
+    def setCalibrationRows(self, value: int) -> Self:
         return self._set(calibrationRows=value)
 
     def getCalibrationSeed(self) -> int:
         return self.getOrDefault(self.calibrationSeed)
 
-    def setCalibrationSeed(self, value: int) -> Any:
+    def setCalibrationSeed(self, value: int) -> Self:
         return self._set(calibrationSeed=value)
 
     def getPrecisionTolerance(self) -> dict[str, float]:
@@ -250,5 +310,5 @@ class HasPrecision(Params):
         value: dict[str, float] = self.getOrDefault(self.precisionTolerance)
         return dict(value)
 
-    def setPrecisionTolerance(self, value: dict[str, float]) -> Any:
+    def setPrecisionTolerance(self, value: dict[str, float]) -> Self:
         return self._set(precisionTolerance=value)

@@ -21,9 +21,11 @@ from pyspark.ml.util import (
     MLWritable,
     MLWriter,
 )
+from typing_extensions import Self
 
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.spark_api import current_class_path
+from sparkonnx.spark_api.params import set_given
 
 RW = TypeVar("RW", bound="OnnxStagePersistence")
 
@@ -117,29 +119,63 @@ class OnnxStagePersistence(MLReadable, MLWritable):
 
 
 class HoldsOnnxModel(OnnxStagePersistence):
-    """Mixin for stages that hold their model in `self._model` (set, or read from `modelFile`).
+    """Mixin for stages that hold their model: given (`model=`, `setModel`, a load) or read from
+    `modelFile` on first use.
 
-    List it first among the bases so its `copy` wraps pyspark's `Params.copy`.
+    A given model stands while `modelFile` keeps the value it had then: setting another
+    `modelFile` (`setModelFile`, `copy(extra)`, a `ParamGridBuilder` map) reads that file
+    instead, so the one set last wins and a copy with another file never runs this one's model.
+    Copies share the model object (pyspark's `copy` is shallow).
     """
 
-    _model: OnnxModel | None
+    _model: OnnxModel | None = None
+    _model_file: str | None = None  # modelFile's value when `_model` was given or read
 
-    def getModel(self) -> OnnxModel:  # implemented by the stage
-        raise NotImplementedError
+    # hooks the stage may override
+    def _resolve_model(self, model: Any) -> OnnxModel:
+        """The OnnxModel for a `model=` value (path, bytes, onnx.ModelProto, OnnxModel)."""
+        return OnnxModel.load(model)
 
-    def setModelFile(self, value: str) -> Any:
-        self._model = None
-        return cast(Params, self)._set(modelFile=value)
+    def _load_model_file(self, path: str) -> OnnxModel:
+        return OnnxModel.from_path(path)
 
-    def setModel(self, model: Any) -> Any:  # implemented by the stage
-        raise NotImplementedError
+    def _no_model_message(self) -> str:
+        return (
+            f"{type(self).__name__} has no model: pass modelFile='path/to/model.onnx' or "
+            "model=<bytes | onnx.ModelProto | OnnxModel>"
+        )
+
+    def setModel(self, model: Any) -> Self:
+        """Use this model (instead of `modelFile`, until another `modelFile` is set)."""
+        self._hold(self._resolve_model(model))
+        return self
+
+    def getModel(self) -> OnnxModel:
+        """The model: the one given, else the one read (once) from `modelFile`."""
+        path = self._current_model_file()
+        if self._model is not None and self._model_file == path:
+            return self._model
+        if path is None:
+            raise ValueError(self._no_model_message())
+        model = self._load_model_file(path)
+        self._hold(model)
+        return model
+
+    def _current_model_file(self) -> str | None:
+        params = cast(Params, self)
+        if not params.hasParam("modelFile") or not params.isDefined("modelFile"):
+            return None
+        return str(params.getOrDefault("modelFile"))
+
+    def _hold(self, model: OnnxModel) -> None:
+        self._model, self._model_file = model, self._current_model_file()
 
     def _set_init_kwargs(self, kwargs: dict[str, Any]) -> None:
         """Set `__init__`'s keyword arguments: None leaves a Param unset, `model` goes to
         `setModel`."""
         kwargs = dict(kwargs)
         model = kwargs.pop("model", None)
-        cast(Params, self)._set(**{k: v for k, v in kwargs.items() if v is not None})
+        set_given(cast(Params, self), kwargs)
         if model is not None:
             self.setModel(model)
 
@@ -147,9 +183,4 @@ class HoldsOnnxModel(OnnxStagePersistence):
         return self.getModel()
 
     def _set_loaded_model(self, model: OnnxModel) -> None:
-        self._model = model
-
-    def copy(self, extra: Any = None) -> Any:
-        that = super().copy(extra)  # type: ignore[misc]
-        that._model = self._model
-        return that
+        self._hold(model)

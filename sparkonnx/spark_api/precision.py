@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -44,8 +43,6 @@ from sparkonnx.spark_api.session import sql_functions
 logger = logging.getLogger(__name__)
 
 _CACHE_FORMAT = "2"  # bump when the quantization recipe changes, so stale files are not reused
-_MEMO_ATTR = "_sparkonnx_precision_models"
-_lock = threading.Lock()
 
 
 def cache_dir() -> Path:
@@ -177,8 +174,9 @@ def resolve_precision(
     device: str = "auto",
 ) -> OnnxModel:
     """The model the stage should run: `model` itself for 'fp32', else its gated lower-precision
-    form (built once per stage, cached on disk), calibrated on a sample of `dataset` made into
-    feeds as `sampling` says.
+    form (cached on disk), calibrated on a sample of `dataset` made into feeds as `sampling`
+    says. Stages call it through `transformers.stage_cache.precision_model`, which keeps the
+    result per stage lineage and `precision_settings`.
 
     Raises `GateError` (with the measured figures) when the gate refuses the model.
     """
@@ -200,22 +198,18 @@ def resolve_precision(
             device,
         )
     tolerance = GateTolerance.of(stage.getPrecisionTolerance() or None)
-    settings = (
-        model.sha256,
-        precision,
+    return _build(stage, model, dataset, sampling, tolerance)
+
+
+def precision_settings(stage: HasPrecision) -> tuple[Any, ...]:
+    """The Params a lower-precision build depends on (with the model and the first sample)."""
+    return (
+        stage.getPrecision(),
         stage.getCalibrationPath(),
         stage.getCalibrationRows(),
         stage.getCalibrationSeed(),
-        tolerance,
+        tuple(sorted(stage.getPrecisionTolerance().items())),
     )
-    memo: dict[tuple[Any, ...], OnnxModel] = stage.__dict__.setdefault(_MEMO_ATTR, {})
-    with _lock:
-        if settings in memo:
-            return memo[settings]
-    built = _build(stage, model, dataset, sampling, tolerance)
-    with _lock:
-        memo[settings] = built
-    return built
 
 
 def _build(

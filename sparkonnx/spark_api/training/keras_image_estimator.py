@@ -16,26 +16,20 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from pyspark import keyword_only
-from pyspark.ml.param import Param, Params
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
-from sparkonnx.spark_api.params import HasOutputFormat, HasRuntimeOptions
-from sparkonnx.spark_api.persistence import OnnxStageWriter
+from sparkonnx.spark_api.params import HasOutputFormat, HasRuntimeOptions, set_given
 from sparkonnx.spark_api.training import data as training_data
-from sparkonnx.spark_api.training.keras_estimator import (
-    TrainingSummary,
-    _KerasEstimatorBase,
-    _StartModel,
-)
+from sparkonnx.spark_api.training.driver import KerasEstimatorBase, StartModel
+from sparkonnx.spark_api.training.fitted import HasTrainingSummary, TrainingSummary
 from sparkonnx.spark_api.transformers.image_params import HasImageOutput
 from sparkonnx.spark_api.transformers.keras_image_transformer import (
+    HasImageLoader,
     ImageLoader,
     KerasImageFileTransformer,
     _one_image,
-    _to_loader,
-    loader_path,
     resolve_loader,
 )
 
@@ -109,20 +103,9 @@ def load_partition(
         )
 
 
-class KerasImageFileModel(KerasImageFileTransformer):
-    """A model trained by `KerasImageFileEstimator`: the trained network (ONNX) on image URIs."""
-
-    _summary: TrainingSummary | None = None
-
-    @property
-    def trainingSummary(self) -> TrainingSummary | None:
-        """How this model was trained (None after loading from disk)."""
-        return self._summary
-
-    def copy(self, extra: Any = None) -> KerasImageFileModel:
-        that: KerasImageFileModel = super().copy(extra)
-        that._summary = self._summary
-        return that
+class KerasImageFileModel(KerasImageFileTransformer, HasTrainingSummary):
+    """A model trained by `KerasImageFileEstimator`: the trained network (ONNX) on image URIs
+    (a KerasImageFileTransformer with `trainingSummary`)."""
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         loader = self.getImageLoader() if self.isDefined(self.imageLoader) else None
@@ -136,7 +119,7 @@ class KerasImageFileModel(KerasImageFileTransformer):
 
 
 class KerasImageFileEstimator(
-    _KerasEstimatorBase, HasImageOutput, HasRuntimeOptions, HasOutputFormat
+    HasImageLoader, KerasEstimatorBase, HasImageOutput, HasRuntimeOptions, HasOutputFormat
 ):
     """Trains a Keras model on image URIs (`inputCol`) and one-hot labels (`labelCol`).
 
@@ -153,13 +136,6 @@ class KerasImageFileEstimator(
     """
 
     _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
-
-    imageLoader: Param[Any] = Param(
-        Params._dummy(),
-        "imageLoader",
-        "function uri -> numpy array run on the executors (or its 'module:function' path)",
-        _to_loader,
-    )
 
     _DATA_PARAMS = ("inputCol", "labelCol", "maxTrainingDataBytes", "imageLoader")
 
@@ -183,6 +159,7 @@ class KerasImageFileEstimator(
         errorCol: str | None = None,
         batchSize: int = 64,
         device: str = "auto",
+        deviceId: int | None = None,
     ) -> None:
         super().__init__()
         self._set_training_defaults()
@@ -193,26 +170,13 @@ class KerasImageFileEstimator(
             batchSize=64,
             device="auto",
         )
-        self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
-
-    def getImageLoader(self) -> ImageLoader | str:
-        return self.getOrDefault(self.imageLoader)
-
-    def setImageLoader(self, value: ImageLoader | str) -> KerasImageFileEstimator:
-        return self._set(imageLoader=value)
-
-    def write(self) -> OnnxStageWriter:
-        """A writer saving the Params, with the loader as its 'module:function' import path."""
-        that = self.copy()
-        if self.isDefined(self.imageLoader):
-            that._set(imageLoader=loader_path(self.getImageLoader()))
-        return OnnxStageWriter(that)
+        set_given(self, self._input_kwargs)
 
     # -- hooks -----------------------------------------------------------------------------
-    def _spec(self, start: _StartModel) -> TensorSpec:
+    def _spec(self, start: StartModel) -> TensorSpec:
         return TensorSpec("the Keras model's input", np.dtype(np.float32), start.input_shape)
 
-    def _feature_shape(self, dataset: DataFrame, start: _StartModel) -> tuple[int, ...]:
+    def _feature_shape(self, dataset: DataFrame, start: StartModel) -> tuple[int, ...]:
         column = self.getInputCol()
         if column not in dataset.columns:
             raise ValueError(
@@ -243,7 +207,7 @@ class KerasImageFileEstimator(
         return tuple(int(d) for d in row["shape"])
 
     def _gather(
-        self, dataset: DataFrame, start: _StartModel, shape: tuple[int, ...]
+        self, dataset: DataFrame, start: StartModel, shape: tuple[int, ...]
     ) -> tuple[np.ndarray, np.ndarray]:
         column, label = self.getInputCol(), self.getLabelCol()
         labels = training_data.label_array(dataset, label)
@@ -268,14 +232,11 @@ class KerasImageFileEstimator(
             imageLoader=self.getImageLoader(),
             outputMode=self.getOutputMode(),
             handleInvalid=self.getHandleInvalid(),
+            errorCol=self.getErrorCol(),
             batchSize=self.getBatchSize(),
             device=self.getDevice(),
+            deviceId=self.getDeviceId(),
             outputFormat=self.getOutputFormat(),
         )
-        error_col, device_id = self.getErrorCol(), self.getDeviceId()
-        if error_col is not None:
-            fitted.setErrorCol(error_col)
-        if device_id is not None:
-            fitted.setDeviceId(device_id)
         fitted._summary = summary
         return fitted

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyspark.ml.param import Param, Params, TypeConverters
+from typing_extensions import Self
 
 from sparkonnx.engine.image_preprocess import CHANNEL_ORDERS, LAYOUTS, RESAMPLES
 
@@ -54,19 +55,19 @@ class HasImageOutput(Params):
     def getOutputMode(self) -> str:
         return self.getOrDefault(self.outputMode)
 
-    def setOutputMode(self, value: str) -> Any:
+    def setOutputMode(self, value: str) -> Self:
         return self._set(outputMode=value)
 
     def getHandleInvalid(self) -> str:
         return self.getOrDefault(self.handleInvalid)
 
-    def setHandleInvalid(self, value: str) -> Any:
+    def setHandleInvalid(self, value: str) -> Self:
         return self._set(handleInvalid=value)
 
     def getErrorCol(self) -> str | None:
         return self.getOrDefault(self.errorCol) if self.isDefined(self.errorCol) else None
 
-    def setErrorCol(self, value: str) -> Any:
+    def setErrorCol(self, value: str) -> Self:
         return self._set(errorCol=value)
 
 
@@ -117,43 +118,43 @@ class HasImagePreprocessing(Params):
     def getChannelOrder(self) -> str:
         return self.getOrDefault(self.channelOrder)
 
-    def setChannelOrder(self, value: str) -> Any:
+    def setChannelOrder(self, value: str) -> Self:
         return self._set(channelOrder=value)
 
     def getLayout(self) -> str:
         return self.getOrDefault(self.layout)
 
-    def setLayout(self, value: str) -> Any:
+    def setLayout(self, value: str) -> Self:
         return self._set(layout=value)
 
     def getInputSize(self) -> list[int]:
         return self.getOrDefault(self.inputSize)
 
-    def setInputSize(self, value: list[int]) -> Any:
+    def setInputSize(self, value: list[int]) -> Self:
         return self._set(inputSize=value)
 
     def getScale(self) -> float:
         return self.getOrDefault(self.scale)
 
-    def setScale(self, value: float) -> Any:
+    def setScale(self, value: float) -> Self:
         return self._set(scale=value)
 
     def getMean(self) -> list[float]:
         return self.getOrDefault(self.mean)
 
-    def setMean(self, value: list[float]) -> Any:
+    def setMean(self, value: list[float]) -> Self:
         return self._set(mean=value)
 
     def getStd(self) -> list[float]:
         return self.getOrDefault(self.std)
 
-    def setStd(self, value: list[float]) -> Any:
+    def setStd(self, value: list[float]) -> Self:
         return self._set(std=value)
 
     def getResample(self) -> str:
         return self.getOrDefault(self.resample)
 
-    def setResample(self, value: str) -> Any:
+    def setResample(self, value: str) -> Self:
         return self._set(resample=value)
 
     def preprocessingOverrides(self) -> dict[str, Any]:

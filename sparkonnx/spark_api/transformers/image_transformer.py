@@ -23,9 +23,9 @@ from typing import Any
 from pyspark import keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
+from typing_extensions import Self
 
 from sparkonnx.engine.image_preprocess import (
     ImagePreprocessing,
@@ -35,7 +35,9 @@ from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
 from sparkonnx.spark_api.images.reading import IMAGE_STRUCT_TYPE, require_image_column
 from sparkonnx.spark_api.params import (
+    HasInputCol,
     HasModelFile,
+    HasOutputCol,
     HasOutputFormat,
     HasPrecision,
     HasRuntimeOptions,
@@ -52,6 +54,7 @@ from sparkonnx.spark_api.runtime.model_ref import ModelRef
 from sparkonnx.spark_api.session import array_to_vector, sql_functions
 from sparkonnx.spark_api.shipping import ship_model
 from sparkonnx.spark_api.transformers.image_params import HasImageOutput, HasImagePreprocessing
+from sparkonnx.spark_api.transformers.stage_cache import precision_model, pruned_model
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
 
 logger = logging.getLogger(__name__)
@@ -136,7 +139,6 @@ class ImageModelBase(
 
     def __init__(self) -> None:
         super().__init__()
-        self._model: OnnxModel | None = None
         self._setDefault(
             batchSize=64,
             device="auto",
@@ -145,30 +147,11 @@ class ImageModelBase(
             handleInvalid="keep",
         )
 
-    def setInputCol(self, value: str) -> Any:
-        return self._set(inputCol=value)
+    def _resolve_model(self, model: ModelLike) -> OnnxModel:
+        return resolve_model(model)
 
-    def setOutputCol(self, value: str) -> Any:
-        return self._set(outputCol=value)
-
-    # -- the model -------------------------------------------------------------------------
-    def setModel(self, model: ModelLike) -> Any:
-        """Use this model (ONNX path, bytes, onnx.ModelProto, OnnxModel or conversion result)."""
-        self._model = resolve_model(model)
-        return self
-
-    def _load_model_file(self, path: str) -> OnnxModel:
-        return OnnxModel.from_path(path)
-
-    def getModel(self) -> OnnxModel:
-        """The resolved model: the one set with `model`, else the one read from `modelFile`."""
-        if self._model is None:
-            if not self.isDefined(self.modelFile):
-                raise ValueError(
-                    f"{type(self).__name__} has no model: pass modelFile='path' or model=..."
-                )
-            self._model = self._load_model_file(self.getModelFile())
-        return self._model
+    def _no_model_message(self) -> str:
+        return f"{type(self).__name__} has no model: pass modelFile='path' or model=..."
 
     # -- running ---------------------------------------------------------------------------
     def _new_columns(self, schema: T.StructType, out_type: T.DataType) -> T.StructType:
@@ -279,10 +262,10 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
     def getOutputTensor(self) -> str | None:
         return self.getOrDefault(self.outputTensor) if self.isDefined(self.outputTensor) else None
 
-    def setInputTensor(self, value: str) -> ImageTransformer:
+    def setInputTensor(self, value: str) -> Self:
         return self._set(inputTensor=value)
 
-    def setOutputTensor(self, value: str) -> ImageTransformer:
+    def setOutputTensor(self, value: str) -> Self:
         return self._set(outputTensor=value)
 
     def preprocessing(self) -> ImagePreprocessing:
@@ -345,15 +328,11 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
         """`model`, or for precision 'int8' / 'fp16' its gated form with only the used output."""
         if self.getPrecision() == "fp32":
             return model
-        from sparkonnx.engine.pruning import keep_outputs
-        from sparkonnx.spark_api.precision import image_sampling, resolve_precision
+        from sparkonnx.spark_api.precision import image_sampling
 
-        pruned: dict[tuple[str, str], OnnxModel] = self.__dict__.setdefault("_pruned_models", {})
-        key = (model.sha256, out_spec.name)
-        if key not in pruned:
-            pruned[key] = keep_outputs(model, [out_spec.name])
+        pruned = pruned_model(model, [out_spec.name])
         sampling = image_sampling(self.getInputCol(), in_spec.name, pre)
-        return resolve_precision(self, pruned[key], dataset, sampling, device=self.getDevice())
+        return precision_model(self, pruned, dataset, sampling, self.getDevice())
 
 
 #: sparkdl's name for :class:`ImageTransformer`.

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -22,9 +22,10 @@ from pyspark import keyword_only
 from pyspark.ml.param import Param, Params
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
+from typing_extensions import Self
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
-from sparkonnx.spark_api.persistence import OnnxStageWriter
+from sparkonnx.spark_api.persistence import OnnxStagePersistence, OnnxStageWriter
 from sparkonnx.spark_api.runtime.executor import PreparedBatch
 from sparkonnx.spark_api.runtime.image_executor import errors_column, fail_on_errors
 from sparkonnx.spark_api.transformers.image_transformer import ImageModelBase, output_column, pick
@@ -81,6 +82,30 @@ def resolve_loader(loader: ImageLoader | str) -> ImageLoader:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+class HasImageLoader(Params):
+    """imageLoader, saved as its 'module:function' import path."""
+
+    imageLoader: Param[Any] = Param(
+        Params._dummy(),
+        "imageLoader",
+        "function uri -> numpy array run on the executors (or its 'module:function' path)",
+        _to_loader,
+    )
+
+    def getImageLoader(self) -> ImageLoader | str:
+        return self.getOrDefault(self.imageLoader)
+
+    def setImageLoader(self, value: ImageLoader | str) -> Self:
+        return self._set(imageLoader=value)
+
+    def write(self) -> OnnxStageWriter:
+        """A writer saving the stage with the loader as its 'module:function' import path."""
+        that = self.copy()
+        if self.isDefined(self.imageLoader):
+            that._set(imageLoader=loader_path(self.getImageLoader()))
+        return OnnxStageWriter(cast(OnnxStagePersistence, that))
 
 
 def _one_image(arr: Any, spec: TensorSpec) -> np.ndarray:
@@ -150,7 +175,7 @@ def prepare_uris(
     return PreparedBatch({spec.name: tensor}, rows, extra)
 
 
-class KerasImageFileTransformer(ImageModelBase):
+class KerasImageFileTransformer(HasImageLoader, ImageModelBase):
     """Applies a Keras model file to a column of image URIs, loading images with your function.
 
     - ``inputCol``: image URIs (strings) that ``imageLoader`` can read on the executors.
@@ -167,13 +192,6 @@ class KerasImageFileTransformer(ImageModelBase):
     - A row whose URI is null or whose loader call fails gets a null output (reason in
       ``errorCol`` when set), or fails the task with ``handleInvalid='error'``.
     """
-
-    imageLoader: Param[Any] = Param(
-        Params._dummy(),
-        "imageLoader",
-        "function uri -> numpy array run on the executors (or its 'module:function' path)",
-        _to_loader,
-    )
 
     @keyword_only
     def __init__(
@@ -195,12 +213,6 @@ class KerasImageFileTransformer(ImageModelBase):
         super().__init__()
         self._set_init_kwargs(self._input_kwargs)  # type: ignore[attr-defined]
 
-    def getImageLoader(self) -> ImageLoader | str:
-        return self.getOrDefault(self.imageLoader)
-
-    def setImageLoader(self, value: ImageLoader | str) -> KerasImageFileTransformer:
-        return self._set(imageLoader=value)
-
     def _load_model_file(self, path: str) -> OnnxModel:
         if Path(path).suffix == ".onnx":
             return OnnxModel.from_path(path)
@@ -209,13 +221,6 @@ class KerasImageFileTransformer(ImageModelBase):
         logger.info("converting Keras model %s to ONNX on the driver", path)
         result = from_keras(path)
         return result.model
-
-    def write(self) -> OnnxStageWriter:
-        """A writer saving the converted ONNX model and the loader's import path."""
-        that = self.copy()
-        if self.isDefined(self.imageLoader):
-            that._set(imageLoader=loader_path(self.getImageLoader()))
-        return OnnxStageWriter(that)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         column = self.getInputCol()

@@ -7,32 +7,31 @@ import os
 from typing import Any
 
 from pyspark import keyword_only
-from pyspark.ml.param import Param, Params, TypeConverters
 
 from sparkonnx.engine.model import OnnxModel
-from sparkonnx.spark_api.transformers.onnx_transformer import ONNXTransformer
+from sparkonnx.spark_api.params import HasInputCol, HasModelFile, HasOutputCol
+from sparkonnx.spark_api.transformers.onnx_transformer import (
+    TensorModelBase,
+    column_inputs,
+    column_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
-class KerasTransformer(ONNXTransformer):
+class KerasTransformer(TensorModelBase, HasInputCol, HasOutputCol, HasModelFile):
     """sparkdl's KerasTransformer on ONNX Runtime: `modelFile` applied to `inputCol`.
 
-    The Keras file is converted to ONNX on the driver at the first transform (or `getModel()`),
-    with the converters' parity check; executors need no TensorFlow or Keras. Inputs of any
-    rank (flat arrays are reshaped to the model's static input dims). `allowCast` defaults to
-    True (double columns feed float models, as in Keras). Saved in a Pipeline with the ONNX
-    model inside, so loading needs neither the Keras file nor TensorFlow.
+    The Keras file (.keras, legacy .h5) is converted to ONNX on the driver at the first
+    transform (or `getModel()`), with the converters' parity check; executors need no
+    TensorFlow or Keras. One-input, one-output models; inputs of any rank (flat arrays are
+    reshaped to the model's static input dims). `allowCast` defaults to True (double columns
+    feed float models, as in Keras). Saved in a Pipeline with the ONNX model inside, so loading
+    needs neither the Keras file nor TensorFlow. For several inputs or outputs, or
+    `precision='int8'`, convert with `sparkonnx.from_keras` and use ONNXTransformer.
     """
-
-    modelFile: Param[str] = Param(
-        Params._dummy(),
-        "modelFile",
-        "path to a Keras model file (.keras, or legacy .h5) the driver can read",
-        TypeConverters.toString,
-    )
 
     @keyword_only
     def __init__(
@@ -47,21 +46,28 @@ class KerasTransformer(ONNXTransformer):
         outputFormat: str = "array",
         allowCast: bool = True,
     ) -> None:
-        kwargs = dict(self._input_kwargs)
         super().__init__()
         self._setDefault(allowCast=True)
-        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+        self._set_init_kwargs(self._input_kwargs)
 
-    def getModel(self) -> OnnxModel:
-        """The ONNX model: converted from `modelFile` on first use, or the one loaded/set."""
-        if self._model is None:
-            if not self.isDefined(self.modelFile):
-                raise ValueError(
-                    "KerasTransformer has no model: pass modelFile='path/to/model.keras' "
-                    "(or a legacy .h5 file)"
-                )
-            self._model = keras_file_to_onnx(self.getModelFile())
-        return self._model
+    def _load_model_file(self, path: str) -> OnnxModel:
+        return keras_file_to_onnx(path)
+
+    def _no_model_message(self) -> str:
+        return (
+            "KerasTransformer has no model: pass modelFile='path/to/model.keras' "
+            "(or a legacy .h5 file)"
+        )
+
+    def _mappings(self, model: OnnxModel) -> tuple[dict[str, str], dict[str, str]]:
+        if not self.isSet(self.inputCol):
+            raise ValueError("KerasTransformer needs inputCol: the array column to feed the model")
+        fix = (
+            "KerasTransformer takes one-input, one-output models: convert it with "
+            "sparkonnx.from_keras and use ONNXTransformer with inputMapping / outputMapping"
+        )
+        inputs = column_inputs(model, self.getInputCol(), fix)
+        return inputs, column_outputs(model, self.getOutputCol(), fix)
 
 
 def keras_file_to_onnx(path: str | os.PathLike[str], **options: Any) -> OnnxModel:

@@ -9,7 +9,6 @@ from typing import Any
 
 from pyspark import keyword_only
 from pyspark.ml import Transformer
-from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
@@ -17,7 +16,9 @@ from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
 from sparkonnx.engine.tensors import TensorConversionError
 from sparkonnx.spark_api.params import (
+    HasInputCol,
     HasModelFile,
+    HasOutputCol,
     HasPrecision,
     HasRuntimeOptions,
     HasTensorMappings,
@@ -27,7 +28,9 @@ from sparkonnx.spark_api.persistence import HoldsOnnxModel
 from sparkonnx.spark_api.runtime.arrow_udf_path import add_model_columns
 from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
+from sparkonnx.spark_api.session import array_to_vector
 from sparkonnx.spark_api.shipping import ship_model
+from sparkonnx.spark_api.transformers.stage_cache import precision_model
 from sparkonnx.spark_api.types import check_input_column, spark_output_dtype, spark_type_for
 
 logger = logging.getLogger(__name__)
@@ -35,107 +38,20 @@ logger = logging.getLogger(__name__)
 ModelLike = OnnxModel | bytes | str | os.PathLike[str] | Any  # Any: onnx.ModelProto
 
 
-class ONNXTransformer(
-    HoldsOnnxModel,
-    Transformer,
-    HasInputCol,
-    HasOutputCol,
-    HasModelFile,
-    HasTensorMappings,
-    HasRuntimeOptions,
-    HasTensorOutputOptions,
-    HasPrecision,
-):
-    """Runs an ONNX model on executors with ONNX Runtime, one output column per model output.
-
-    One-in one-out models take `inputCol` / `outputCol`; otherwise give `inputMapping`
-    {column: model input} and `outputMapping` {model output: column}. The model is `modelFile`
-    (a path the driver can read) or `model` (bytes, an `onnx.ModelProto` or an `OnnxModel`).
-    Every input column and the row order are kept. `precision` 'int8' / 'int8-dynamic' /
-    'fp16' runs a gated lower-precision copy of the model (see `sparkonnx.spark_api.precision`).
+class TensorModelBase(HoldsOnnxModel, Transformer, HasRuntimeOptions, HasTensorOutputOptions):
+    """Runs a model on tensor columns; subclasses say where the model comes from and which
+    columns feed which inputs (`_mappings`). ONNXTransformer, KerasTransformer, TFTransformer.
     """
 
     _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
 
-    @keyword_only
-    def __init__(
-        self,
-        *,
-        model: ModelLike | None = None,
-        modelFile: str | None = None,
-        inputCol: str | None = None,
-        outputCol: str | None = None,
-        inputMapping: dict[str, str] | None = None,
-        outputMapping: dict[str, str] | None = None,
-        batchSize: int = 1024,
-        device: str = "auto",
-        deviceId: int | None = None,
-        outputFormat: str = "array",
-        allowCast: bool = False,
-        precision: str = "fp32",
-        calibrationPath: str | None = None,
-        calibrationRows: int = 128,
-        calibrationSeed: int = 0,
-        precisionTolerance: dict[str, float] | None = None,
-    ) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._model: OnnxModel | None = None
         self._setDefault(batchSize=1024, device="auto", outputFormat="array", allowCast=False)
-        self._set_init_kwargs(self._input_kwargs)
 
-    # -- the model -------------------------------------------------------------------------
-    def setModel(self, model: ModelLike) -> ONNXTransformer:
-        """Use this model (path, bytes, onnx.ModelProto or OnnxModel) instead of `modelFile`."""
-        self._model = OnnxModel.load(model)
-        return self
-
-    def getModel(self) -> OnnxModel:
-        """The resolved model: the one set with `model`, else the one read from `modelFile`."""
-        if self._model is None:
-            if not self.isDefined(self.modelFile):
-                raise ValueError(
-                    "ONNXTransformer has no model: pass modelFile='path/to/model.onnx' or "
-                    "model=<bytes | onnx.ModelProto | OnnxModel>"
-                )
-            self._model = OnnxModel.from_path(self.getModelFile())
-        return self._model
-
-    # -- planning on the driver -------------------------------------------------------------
     def _mappings(self, model: OnnxModel) -> tuple[dict[str, str], dict[str, str]]:
         """({column: input name}, {output name: column}) from the Params and the model."""
-        if self.isDefined(self.inputMapping):
-            inputs = self.getInputMapping()
-        elif self.isSet(self.inputCol):
-            if len(model.inputs) != 1:
-                names = ", ".join(repr(s.name) for s in model.inputs)
-                raise ValueError(
-                    f"inputCol is set but the model has {len(model.inputs)} inputs ({names}); "
-                    "use inputMapping={column: input name}"
-                )
-            inputs = {self.getInputCol(): model.inputs[0].name}
-        else:
-            raise ValueError("set inputCol (one-input models) or inputMapping {column: input name}")
-        if self.isDefined(self.outputMapping):
-            outputs = self.getOutputMapping()
-        else:
-            if len(model.outputs) != 1:
-                names = ", ".join(repr(s.name) for s in model.outputs)
-                raise ValueError(
-                    f"the model has {len(model.outputs)} outputs ({names}); use "
-                    "outputMapping={output name: column} to choose which to keep and their columns"
-                )
-            outputs = {model.outputs[0].name: self.getOutputCol()}
-        missing = [
-            s.name
-            for s in model.inputs
-            if s.name not in {model.input(v).name for v in inputs.values()}
-        ]
-        if missing:
-            raise ValueError(
-                f"model inputs {missing} are not fed by any column; inputMapping is {inputs}, "
-                f"the model needs {[s.name for s in model.inputs]}"
-            )
-        return inputs, outputs
+        raise NotImplementedError
 
     def _plan(self, schema: T.StructType, model: OnnxModel) -> tuple[InferencePlan, T.StructType]:
         inputs, outputs = self._mappings(model)
@@ -180,13 +96,8 @@ class ONNXTransformer(
     def _precision_model(
         self, model: OnnxModel, plan: InferencePlan, dataset: DataFrame
     ) -> OnnxModel:
-        """Hook: the gated int8 / fp16 form of `model` when `precision` asks for one."""
-        if self.getPrecision() == "fp32":
-            return model
-        from sparkonnx.spark_api.precision import resolve_precision, tensor_sampling
-
-        sampling = tensor_sampling(dict(plan.inputs), plan.allow_cast)
-        return resolve_precision(self, model, dataset, sampling, device=plan.device)
+        """Hook: the model to run, e.g. its gated int8 / fp16 form; `model` by default."""
+        return model
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         model = self.getModel()
@@ -196,11 +107,111 @@ class ONNXTransformer(
         plan = dataclasses.replace(plan, model=ship_model(spark, model))
         result = add_model_columns(dataset, plan, schema)
         if self.getOutputFormat() == "vector":
-            from pyspark.ml.functions import array_to_vector
-
+            to_vector = array_to_vector(dataset)
             for out in plan.outputs:
-                result = result.withColumn(out.column, array_to_vector(result[out.column]))
+                result = result.withColumn(out.column, to_vector(result[out.column]))
         return result
+
+
+class ONNXTransformer(
+    TensorModelBase,
+    HasInputCol,
+    HasOutputCol,
+    HasModelFile,
+    HasTensorMappings,
+    HasPrecision,
+):
+    """Runs an ONNX model on executors with ONNX Runtime, one output column per model output.
+
+    One-in one-out models take `inputCol` / `outputCol`; otherwise give `inputMapping`
+    {column: model input} and `outputMapping` {model output: column}. The model is `modelFile`
+    (a path the driver can read) or `model` (bytes, an `onnx.ModelProto` or an `OnnxModel`).
+    Every input column and the row order are kept. `precision` 'int8' / 'int8-dynamic' /
+    'fp16' runs a gated lower-precision copy of the model (see `sparkonnx.spark_api.precision`).
+    """
+
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        model: ModelLike | None = None,
+        modelFile: str | None = None,
+        inputCol: str | None = None,
+        outputCol: str | None = None,
+        inputMapping: dict[str, str] | None = None,
+        outputMapping: dict[str, str] | None = None,
+        batchSize: int = 1024,
+        device: str = "auto",
+        deviceId: int | None = None,
+        outputFormat: str = "array",
+        allowCast: bool = False,
+        precision: str = "fp32",
+        calibrationPath: str | None = None,
+        calibrationRows: int = 128,
+        calibrationSeed: int = 0,
+        precisionTolerance: dict[str, float] | None = None,
+    ) -> None:
+        super().__init__()
+        self._set_init_kwargs(self._input_kwargs)
+
+    def _mappings(self, model: OnnxModel) -> tuple[dict[str, str], dict[str, str]]:
+        if self.isDefined(self.inputMapping):
+            inputs = self.getInputMapping()
+        elif self.isSet(self.inputCol):
+            inputs = column_inputs(
+                model, self.getInputCol(), "use inputMapping={column: input name}"
+            )
+        else:
+            raise ValueError("set inputCol (one-input models) or inputMapping {column: input name}")
+        if self.isDefined(self.outputMapping):
+            outputs = self.getOutputMapping()
+        else:
+            outputs = column_outputs(
+                model,
+                self.getOutputCol(),
+                "use outputMapping={output name: column} to choose which to keep and their columns",
+            )
+        check_inputs_fed(model, inputs)
+        return inputs, outputs
+
+    def _precision_model(
+        self, model: OnnxModel, plan: InferencePlan, dataset: DataFrame
+    ) -> OnnxModel:
+        if self.getPrecision() == "fp32":
+            return model
+        from sparkonnx.spark_api.precision import tensor_sampling
+
+        sampling = tensor_sampling(dict(plan.inputs), plan.allow_cast)
+        return precision_model(self, model, dataset, sampling, plan.device)
+
+
+def column_inputs(model: OnnxModel, column: str, fix: str) -> dict[str, str]:
+    """{column: the model's only input}; with several inputs an error naming them and `fix`."""
+    if len(model.inputs) != 1:
+        names = ", ".join(repr(s.name) for s in model.inputs)
+        raise ValueError(
+            f"inputCol is set but the model has {len(model.inputs)} inputs ({names}); {fix}"
+        )
+    return {column: model.inputs[0].name}
+
+
+def column_outputs(model: OnnxModel, column: str, fix: str) -> dict[str, str]:
+    """{the model's only output: column}; with several outputs an error naming them and `fix`."""
+    if len(model.outputs) != 1:
+        names = ", ".join(repr(s.name) for s in model.outputs)
+        raise ValueError(f"the model has {len(model.outputs)} outputs ({names}); {fix}")
+    return {model.outputs[0].name: column}
+
+
+def check_inputs_fed(model: OnnxModel, inputs: dict[str, str]) -> None:
+    """Every model input is fed by a column of `inputs` ({column: input name})."""
+    fed = {model.input(v).name for v in inputs.values()}
+    missing = [s.name for s in model.inputs if s.name not in fed]
+    if missing:
+        raise ValueError(
+            f"model inputs {missing} are not fed by any column; inputMapping is {inputs}, "
+            f"the model needs {[s.name for s in model.inputs]}"
+        )
 
 
 def _check_input(schema: T.StructType, column: str, spec: TensorSpec, allow_cast: bool) -> None:

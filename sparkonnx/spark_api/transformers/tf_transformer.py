@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from pyspark import keyword_only
+from typing_extensions import Self
 
 from sparkonnx.engine.model import OnnxModel
-from sparkonnx.spark_api.transformers.onnx_transformer import ModelLike, ONNXTransformer
+from sparkonnx.spark_api.params import HasTensorMappings
+from sparkonnx.spark_api.transformers.onnx_transformer import (
+    ModelLike,
+    TensorModelBase,
+    check_inputs_fed,
+)
 from sparkonnx.spark_api.transformers.tf_input_graph import TFInputGraph
 
 logger = logging.getLogger(__name__)
 
 
-class TFTransformer(ONNXTransformer):
+class TFTransformer(TensorModelBase, HasTensorMappings):
     """sparkdl's TFTransformer on ONNX Runtime: a TF graph applied to array columns.
 
     `tfInputGraph` is a `TFInputGraph` (already converted to ONNX; executors need no
@@ -43,11 +48,11 @@ class TFTransformer(ONNXTransformer):
         super().__init__()
         self._graph: TFInputGraph | None = None
         self._setDefault(allowCast=True)
-        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+        self._set_init_kwargs(kwargs)
         if graph is not None:
             self.setTFInputGraph(graph)
 
-    def setTFInputGraph(self, value: TFInputGraph) -> TFTransformer:
+    def setTFInputGraph(self, value: TFInputGraph) -> Self:
         """Use this graph (its converted ONNX model)."""
         if not isinstance(value, TFInputGraph):
             raise TypeError(
@@ -55,8 +60,8 @@ class TFTransformer(ONNXTransformer):
                 "TFInputGraph.fromFunction / fromGraph / fromGraphDef / fromCheckpoint / "
                 "fromSavedModel (or their ...WithSignature forms)"
             )
+        self._hold(value.model)
         self._graph = value
-        self._model = value.model
         return self
 
     def getTFInputGraph(self) -> TFInputGraph:
@@ -65,34 +70,33 @@ class TFTransformer(ONNXTransformer):
             self._graph = TFInputGraph(self.getModel())
         return self._graph
 
-    def setModel(self, model: ModelLike) -> TFTransformer:
+    def setModel(self, model: ModelLike) -> Self:
         """Use an ONNX model (converted earlier) as the graph."""
         return self.setTFInputGraph(TFInputGraph.fromOnnx(model))
 
-    def getModel(self) -> OnnxModel:
-        if self._model is None:
-            raise ValueError(
-                "TFTransformer has no graph: pass tfInputGraph=TFInputGraph.fromFunction(...) "
-                "(or another TFInputGraph constructor)"
-            )
-        return self._model
+    def _no_model_message(self) -> str:
+        return (
+            "TFTransformer has no graph: pass tfInputGraph=TFInputGraph.fromFunction(...) "
+            "(or another TFInputGraph constructor)"
+        )
 
     def _set_loaded_model(self, model: OnnxModel) -> None:
         self._graph = None
-        self._model = model
-
-    def copy(self, extra: Any = None) -> TFTransformer:
-        that = super().copy(extra)
-        assert isinstance(that, TFTransformer)
-        that._graph = self._graph
-        return that
+        self._hold(model)
 
     def _mappings(self, model: OnnxModel) -> tuple[dict[str, str], dict[str, str]]:
         graph = self.getTFInputGraph()
-        if self.isDefined(self.inputMapping):  # TF-flavoured errors listing the graph's tensors
-            for name in self.getInputMapping().values():
-                graph.input(name)
-        if self.isDefined(self.outputMapping):
-            for name in self.getOutputMapping():
-                graph.output(name)
-        return super()._mappings(model)
+        examples = {"inputMapping": "{'features': 'x'}", "outputMapping": "{'y': 'prediction'}"}
+        for param in (self.inputMapping, self.outputMapping):
+            if not self.isDefined(param):
+                raise ValueError(
+                    f"TFTransformer needs {param.name} ({param.doc}), e.g. "
+                    f"{param.name}={examples[param.name]}"
+                )
+        for name in self.getInputMapping().values():  # TF-flavoured errors listing the tensors
+            graph.input(name)
+        for name in self.getOutputMapping():
+            graph.output(name)
+        inputs = self.getInputMapping()
+        check_inputs_fed(model, inputs)
+        return inputs, self.getOutputMapping()

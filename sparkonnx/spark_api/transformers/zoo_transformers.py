@@ -8,20 +8,30 @@ normalisation. Saved stages hold only their Params: the weights are rebuilt from
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from pyspark import keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.sql import DataFrame
+from typing_extensions import Self
 
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.model_zoo.registry import MODELS, get_model
-from sparkonnx.spark_api.params import HasOutputFormat, HasPrecision, HasRuntimeOptions
+from sparkonnx.spark_api.params import (
+    HasInputCol,
+    HasOutputCol,
+    HasOutputFormat,
+    HasPrecision,
+    HasRuntimeOptions,
+    HasSeed,
+    set_given,
+)
 from sparkonnx.spark_api.persistence import OnnxStagePersistence
 from sparkonnx.spark_api.session import sql_functions
 from sparkonnx.spark_api.transformers.image_transformer import ImageTransformer
+from sparkonnx.spark_api.transformers.stage_cache import STAGE_CACHE, stage_key
 
 
 def _to_model_name(value: Any) -> str:
@@ -32,6 +42,7 @@ class _ZooStage(
     Transformer,
     HasInputCol,
     HasOutputCol,
+    HasSeed,
     HasRuntimeOptions,
     HasOutputFormat,
     HasPrecision,
@@ -53,10 +64,6 @@ class _ZooStage(
         "'imagenet' (Keras' cache), 'none' (random, seeded) or a Keras weights file path",
         TypeConverters.toString,
     )
-    seed: Param[int] = Param(
-        Params._dummy(), "seed", "seed of the random weights (weights='none')", TypeConverters.toInt
-    )
-
     _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
     _output_tensor = "features"
 
@@ -68,19 +75,20 @@ class _ZooStage(
         kwargs = dict(self._input_kwargs)
         if "weights" in kwargs:  # None means random weights, not "unset"
             kwargs["weights"] = "none" if kwargs["weights"] is None else str(kwargs["weights"])
-        self._set(**{k: v for k, v in kwargs.items() if v is not None})
-
-    def setInputCol(self, value: str) -> Any:
-        return self._set(inputCol=value)
-
-    def setOutputCol(self, value: str) -> Any:
-        return self._set(outputCol=value)
+        set_given(self, kwargs)
 
     def getModelName(self) -> str:
         return self.getOrDefault(self.modelName)
 
+    def setModelName(self, value: str) -> Self:
+        return self._set(modelName=value)
+
     def getWeights(self) -> str:
         return self.getOrDefault(self.weights)
+
+    def setWeights(self, value: str | None) -> Self:
+        """'imagenet', a Keras weights file, or None / 'none' for random (seeded) weights."""
+        return self._set(weights="none" if value is None else value)
 
     def getModel(self) -> OnnxModel:
         """The built ONNX graph (from the disk cache when it is there)."""
@@ -91,7 +99,7 @@ class _ZooStage(
         weights: str | None = self.getWeights()
         if weights is not None and weights.lower() in ("none", "random"):
             weights = None
-        return build_model(self.getModelName(), weights, seed=self.getOrDefault(self.seed))
+        return build_model(self.getModelName(), weights, seed=self.getSeed())
 
     def _model_for_saving(self) -> OnnxModel | None:
         return None  # the cache rebuilds it: no second copy of the weights in saved pipelines
@@ -102,29 +110,30 @@ class _ZooStage(
     def _image_transformer(self, output_col: str, output_format: str) -> ImageTransformer:
         """The ImageTransformer running this stage's model, made once per Param values.
 
-        Reusing it keeps the model (read from the disk cache) and a lower-precision build in
-        memory across transforms.
+        Reusing it (from the stage cache) keeps the model, read from the disk cache, and a
+        lower-precision build in memory across transforms; copies share it while their Params
+        are equal.
         """
         settings = sorted((p.name, repr(v)) for p, v in self.extractParamMap().items())
-        key = (output_col, output_format, tuple(settings))
-        inner: dict[Any, ImageTransformer] = self.__dict__.setdefault("_inner_stages", {})
-        if key not in inner:
-            inner[key] = ImageTransformer(
-                inputCol=self.getInputCol(),
-                outputCol=output_col,
-                model=self.getModel(),
-                outputTensor=self._output_tensor,
-                batchSize=self.getBatchSize(),
-                device=self.getDevice(),
-                deviceId=self.getDeviceId(),
-                outputFormat=output_format,
-                precision=self.getPrecision(),
-                calibrationPath=self.getCalibrationPath(),
-                calibrationRows=self.getCalibrationRows(),
-                calibrationSeed=self.getCalibrationSeed(),
-                precisionTolerance=self.getPrecisionTolerance(),
-            )
-        return inner[key]
+        key = stage_key(self, "zoo-inner", output_col, output_format, tuple(settings))
+        return STAGE_CACHE.get_or_build(key, partial(self._new_inner, output_col, output_format))
+
+    def _new_inner(self, output_col: str, output_format: str) -> ImageTransformer:
+        return ImageTransformer(
+            inputCol=self.getInputCol(),
+            outputCol=output_col,
+            model=self.getModel(),
+            outputTensor=self._output_tensor,
+            batchSize=self.getBatchSize(),
+            device=self.getDevice(),
+            deviceId=self.getDeviceId(),
+            outputFormat=output_format,
+            precision=self.getPrecision(),
+            calibrationPath=self.getCalibrationPath(),
+            calibrationRows=self.getCalibrationRows(),
+            calibrationSeed=self.getCalibrationSeed(),
+            precisionTolerance=self.getPrecisionTolerance(),
+        )
 
 
 class DeepImageFeaturizer(_ZooStage):
@@ -178,6 +187,18 @@ class DeepImagePredictor(_ZooStage):
     )
     _output_tensor = "probabilities"
 
+    def getDecodePredictions(self) -> bool:
+        return self.getOrDefault(self.decodePredictions)
+
+    def setDecodePredictions(self, value: bool) -> Self:
+        return self._set(decodePredictions=value)
+
+    def getTopK(self) -> int:
+        return self.getOrDefault(self.topK)
+
+    def setTopK(self, value: int) -> Self:
+        return self._set(topK=value)
+
     @keyword_only
     def __init__(
         self,
@@ -204,10 +225,10 @@ class DeepImagePredictor(_ZooStage):
         self._set_params()
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        if not self.getOrDefault(self.decodePredictions):
+        if not self.getDecodePredictions():
             inner = self._image_transformer(self.getOutputCol(), self.getOutputFormat())
             return inner.transform(dataset)
-        top_k = self.getOrDefault(self.topK)
+        top_k = self.getTopK()
         if not 1 <= top_k <= 1000:
             raise ValueError(f"topK must be between 1 and 1000; got {top_k}")
         from sparkonnx.model_zoo.labels import imagenet_labels
