@@ -126,5 +126,5 @@ def test_model_file_errors(workdir):
     with pytest.raises(ValueError, match="has no model: pass modelFile="):
         KerasTransformer(inputCol="a", outputCol="b").getModel()
     stage = KerasTransformer(modelFile="x.keras")
-    assert "Keras model file" in stage.explainParam("modelFile")
+    assert "Keras (.keras, legacy .h5) for KerasTransformer" in stage.explainParam("modelFile")
     assert stage.getAllowCast() is True
