@@ -29,6 +29,9 @@ from sparkonnx.spark_api.params import set_given
 
 RW = TypeVar("RW", bound="OnnxStagePersistence")
 
+#: What `model=` takes: a path, bytes, an onnx.ModelProto, an OnnxModel or a conversion result.
+ModelLike = OnnxModel | bytes | str | os.PathLike[str] | Any
+
 
 class OnnxStageWriter(MLWriter):
     """Writes a stage's Params metadata and its ONNX model bytes."""
@@ -132,9 +135,11 @@ class HoldsOnnxModel(OnnxStagePersistence):
     _model_file: str | None = None  # modelFile's value when `_model` was given or read
 
     # hooks the stage may override
-    def _resolve_model(self, model: Any) -> OnnxModel:
-        """The OnnxModel for a `model=` value (path, bytes, onnx.ModelProto, OnnxModel)."""
-        return OnnxModel.load(model)
+    def _resolve_model(self, model: ModelLike) -> OnnxModel:
+        """The OnnxModel for a `model=` value: a path, bytes, an onnx.ModelProto, an OnnxModel
+        or a conversion result (anything with an OnnxModel `.model`, e.g. `from_keras(...)`)."""
+        inner = getattr(model, "model", None)
+        return inner if isinstance(inner, OnnxModel) else OnnxModel.load(model)
 
     def _load_model_file(self, path: str) -> OnnxModel:
         return OnnxModel.from_path(path)
@@ -145,7 +150,7 @@ class HoldsOnnxModel(OnnxStagePersistence):
             "model=<bytes | onnx.ModelProto | OnnxModel>"
         )
 
-    def setModel(self, model: Any) -> Self:
+    def setModel(self, model: ModelLike) -> Self:
         """Use this model (instead of `modelFile`, until another `modelFile` is set)."""
         self._hold(self._resolve_model(model))
         return self

@@ -159,18 +159,31 @@ def test_precision_params_persist_on_zoo_stages(spark, workdir):
     assert loaded.getPrecision() == "int8" and loaded.getCalibrationRows() == 64
 
 
-def test_a_stage_reads_its_model_once_across_transforms(
+def test_a_stage_reads_its_model_once_across_transforms_and_threads(
     spark, zoo_cache, two_class_images, monkeypatch
 ):
+    import threading
+
     from sparkonnx.model_zoo import build
 
     calls = []
     real = build.build_model
     monkeypatch.setattr(build, "build_model", lambda *a, **k: calls.append(a) or real(*a, **k))
     stage = DeepImageFeaturizer(inputCol="image", outputCol="f", modelName=MODEL, weights=None)
-    first = stage.transform(two_class_images)
-    second = stage.transform(two_class_images)
-    assert len(calls) == 1  # not re-read (and re-hashed) from the disk cache on every transform
-    assert first.count() == second.count() == 25
-    stage.setOutputCol("g")  # other Params: another inner stage, same model bytes
-    assert "g" in stage.transform(two_class_images).columns
+    counts: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: counts.append(stage.transform(two_class_images).count()))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counts == [25, 25]
+    assert len(calls) == 1  # one inner stage for both threads, not re-read from the disk cache
+    assert stage.copy().transform(two_class_images).count() == 25
+    assert len(calls) == 1  # a plain copy shares it
+    renamed = stage.copy({stage.outputCol: "g"})  # other Params: another inner stage
+    assert "g" in renamed.transform(two_class_images).columns and len(calls) == 2
+    stage.setOutputCol("h")
+    assert "h" in stage.transform(two_class_images).columns and len(calls) == 3

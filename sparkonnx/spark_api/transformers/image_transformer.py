@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from functools import partial
-from typing import Any
 
 from pyspark import keyword_only
 from pyspark.ml import Transformer
@@ -42,7 +40,7 @@ from sparkonnx.spark_api.params import (
     HasPrecision,
     HasRuntimeOptions,
 )
-from sparkonnx.spark_api.persistence import HoldsOnnxModel
+from sparkonnx.spark_api.persistence import HoldsOnnxModel, ModelLike
 from sparkonnx.spark_api.runtime.arrow_udf_path import add_model_columns
 from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn
 from sparkonnx.spark_api.runtime.image_executor import (
@@ -61,19 +59,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ImageTransformer", "TFImageTransformer"]
 
-ModelLike = OnnxModel | bytes | str | os.PathLike[str] | Any  # Any: onnx.ModelProto, result
-
 
 # --------------------------------------------------------------------------- driver side
-
-
-def resolve_model(model: ModelLike) -> OnnxModel:
-    """An OnnxModel from a path, bytes, an onnx.ModelProto, an OnnxModel or a conversion result
-    (anything with an OnnxModel ``.model``, e.g. ``sparkonnx.from_keras(...)``)."""
-    inner = getattr(model, "model", None)
-    if isinstance(inner, OnnxModel):
-        return inner
-    return OnnxModel.load(model)
 
 
 def pick(specs: tuple[TensorSpec, ...], name: str | None, kind: str, param: str) -> TensorSpec:
@@ -146,9 +133,6 @@ class ImageModelBase(
             outputMode="vector",
             handleInvalid="keep",
         )
-
-    def _resolve_model(self, model: ModelLike) -> OnnxModel:
-        return resolve_model(model)
 
     def _no_model_message(self) -> str:
         return f"{type(self).__name__} has no model: pass modelFile='path' or model=..."

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from typing import Any
 
 from pyspark import keyword_only
@@ -24,7 +23,7 @@ from sparkonnx.spark_api.params import (
     HasTensorMappings,
     HasTensorOutputOptions,
 )
-from sparkonnx.spark_api.persistence import HoldsOnnxModel
+from sparkonnx.spark_api.persistence import HoldsOnnxModel, ModelLike
 from sparkonnx.spark_api.runtime.arrow_udf_path import add_model_columns
 from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
@@ -34,8 +33,6 @@ from sparkonnx.spark_api.transformers.stage_cache import precision_model
 from sparkonnx.spark_api.types import check_input_column, spark_output_dtype, spark_type_for
 
 logger = logging.getLogger(__name__)
-
-ModelLike = OnnxModel | bytes | str | os.PathLike[str] | Any  # Any: onnx.ModelProto
 
 
 class TensorModelBase(HoldsOnnxModel, Transformer, HasRuntimeOptions, HasTensorOutputOptions):

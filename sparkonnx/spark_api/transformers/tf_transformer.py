@@ -9,11 +9,8 @@ from typing_extensions import Self
 
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.spark_api.params import HasTensorMappings
-from sparkonnx.spark_api.transformers.onnx_transformer import (
-    ModelLike,
-    TensorModelBase,
-    check_inputs_fed,
-)
+from sparkonnx.spark_api.persistence import ModelLike
+from sparkonnx.spark_api.transformers.onnx_transformer import TensorModelBase, check_inputs_fed
 from sparkonnx.spark_api.transformers.tf_input_graph import TFInputGraph
 
 logger = logging.getLogger(__name__)

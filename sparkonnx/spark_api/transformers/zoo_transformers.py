@@ -50,6 +50,8 @@ class _ZooStage(
 ):
     """Params and model resolution shared by the two zoo transformers.
 
+    ``seed`` seeds the random weights of ``weights=None`` (or 'none').
+
     ``precision='int8'`` calibrates the zoo graph once on ``calibrationRows`` images sampled
     from the DataFrame being transformed (or ``calibrationPath``), gates it against fp32 (mean
     cosine of the features, top-1 agreement of the predictions) and caches it on disk.
