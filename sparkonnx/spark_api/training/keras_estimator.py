@@ -41,7 +41,9 @@ class KerasEstimator(KerasEstimatorBase, HasRuntimeOptions, HasTensorOutputOptio
 
     `fit` trains a copy of `modelFile` on the driver; `fitMultiple` (CrossValidator,
     TrainValidationSplit) trains each param map in its own Spark task. The fitted
-    `KerasEstimatorModel` runs the trained network with ONNX Runtime.
+    `KerasEstimatorModel` runs the trained network with ONNX Runtime; ``outputCol``,
+    ``batchSize``, ``device``, ``deviceId``, ``outputFormat`` and ``allowCast`` are passed on
+    to it.
     """
 
     _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only

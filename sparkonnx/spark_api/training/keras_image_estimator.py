@@ -129,7 +129,8 @@ class KerasImageFileEstimator(
     - ``kerasOptimizer``, ``kerasLoss``, ``kerasFitParams``: how to compile and fit; tune them
       with ``ParamGridBuilder`` and ``CrossValidator`` / ``TrainValidationSplit``.
     - ``outputMode``, ``outputFormat``, ``handleInvalid``, ``errorCol``, ``batchSize``,
-      ``device``: passed on to the fitted model (training fails on any unreadable row).
+      ``device``, ``deviceId``: passed on to the fitted model (training fails on any
+      unreadable row).
 
     `fit` trains on the driver; `fitMultiple` trains one param map per Spark task, which needs
     TensorFlow on the executors. The data is gathered once and must fit one worker's memory.
