@@ -17,7 +17,7 @@ from pyspark.ml import Estimator, Transformer
 
 import sparkonnx
 from sparkonnx import testing
-from sparkonnx.engine.images import batch_to_image_structs
+from sparkonnx.engine.image_batch import batch_to_image_structs
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.spark_api.transformers.stage_cache import STAGE_CACHE, StageCache, stage_key
 
