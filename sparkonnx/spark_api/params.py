@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from pyspark.ml.param import Param, Params, TypeConverters
 
 from sparkonnx.engine.providers import DEVICES
+
+
+def warn_ignored(stage: str, argument: str, replacement: str) -> None:
+    """A DeprecationWarning for a sparkdl argument that means nothing any more: it is accepted
+    (not a TypeError) and ignored, and the message says what replaced it."""
+    warnings.warn(
+        f"{stage}({argument}=...) is accepted for sparkdl code and ignored: {replacement}",
+        DeprecationWarning,
+        stacklevel=4,  # warn_ignored <- __init__ <- pyspark's keyword_only <- the caller
+    )
 
 
 def _to_str_dict(value: Any) -> dict[str, str]:

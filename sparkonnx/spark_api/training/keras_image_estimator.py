@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
-from sparkonnx.spark_api.params import HasOutputFormat, HasRuntimeOptions
+from sparkonnx.spark_api.params import HasRuntimeOptions
 from sparkonnx.spark_api.persistence import OnnxStageWriter
 from sparkonnx.spark_api.training import data as training_data
 from sparkonnx.spark_api.training.keras_estimator import (
@@ -135,9 +135,7 @@ class KerasImageFileModel(KerasImageFileTransformer):
         return super()._transform(dataset)
 
 
-class KerasImageFileEstimator(
-    _KerasEstimatorBase, HasImageOutput, HasRuntimeOptions, HasOutputFormat
-):
+class KerasImageFileEstimator(_KerasEstimatorBase, HasImageOutput, HasRuntimeOptions):
     """Trains a Keras model on image URIs (`inputCol`) and one-hot labels (`labelCol`).
 
     - ``imageLoader(uri) -> np.ndarray``: reads and preprocesses one image on the executors,
@@ -146,7 +144,10 @@ class KerasImageFileEstimator(
     - ``kerasOptimizer``, ``kerasLoss``, ``kerasFitParams``: how to compile and fit; tune them
       with ``ParamGridBuilder`` and ``CrossValidator`` / ``TrainValidationSplit``.
     - ``outputMode``, ``outputFormat``, ``handleInvalid``, ``errorCol``, ``batchSize``,
-      ``device``: passed on to the fitted model (training fails on any unreadable row).
+      ``device``: passed on to the fitted model (training fails on any unreadable row). The
+      fitted model's output is a Spark ML DenseVector by default (outputMode 'vector', as
+      sparkdl), what ``BinaryClassificationEvaluator(rawPredictionCol=...)`` and the other
+      evaluators read; the output settings are checked before any image is loaded.
 
     `fit` trains on the driver; `fitMultiple` trains one param map per Spark task, which needs
     TensorFlow on the executors. The data is gathered once and must fit one worker's memory.
@@ -178,7 +179,7 @@ class KerasImageFileEstimator(
         seed: int | None = None,
         maxTrainingDataBytes: int | None = None,
         outputMode: str = "vector",
-        outputFormat: str = "array",
+        outputFormat: str = "vector",
         handleInvalid: str = "keep",
         errorCol: str | None = None,
         batchSize: int = 64,
@@ -188,7 +189,7 @@ class KerasImageFileEstimator(
         self._set_training_defaults()
         self._setDefault(
             outputMode="vector",
-            outputFormat="array",
+            outputFormat="vector",
             handleInvalid="keep",
             batchSize=64,
             device="auto",
@@ -209,6 +210,16 @@ class KerasImageFileEstimator(
         return OnnxStageWriter(that)
 
     # -- hooks -----------------------------------------------------------------------------
+    def _check_output(self, dataset: DataFrame, start: _StartModel) -> None:
+        super()._check_output(dataset, start)
+        mode = self.getOutputMode()  # raises when outputMode and outputFormat disagree
+        if mode == "image":
+            raise ValueError(
+                f"outputMode='image' needs a model whose output is an image, but modelFile "
+                f"{start.path!r} outputs [N, {start.width}] (class scores); use "
+                "outputMode='vector' (a Spark ML DenseVector, what the evaluators read)"
+            )
+
     def _spec(self, start: _StartModel) -> TensorSpec:
         return TensorSpec("the Keras model's input", np.dtype(np.float32), start.input_shape)
 
@@ -270,7 +281,6 @@ class KerasImageFileEstimator(
             handleInvalid=self.getHandleInvalid(),
             batchSize=self.getBatchSize(),
             device=self.getDevice(),
-            outputFormat=self.getOutputFormat(),
         )
         error_col, device_id = self.getErrorCol(), self.getDeviceId()
         if error_col is not None:

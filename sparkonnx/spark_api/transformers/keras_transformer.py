@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from pyspark import keyword_only
@@ -13,8 +14,6 @@ from sparkonnx.engine.model import OnnxModel
 from sparkonnx.spark_api.transformers.onnx_transformer import ONNXTransformer
 
 logger = logging.getLogger(__name__)
-
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 class KerasTransformer(ONNXTransformer):
@@ -30,7 +29,8 @@ class KerasTransformer(ONNXTransformer):
     modelFile: Param[str] = Param(
         Params._dummy(),
         "modelFile",
-        "path to a Keras model file (.keras, or legacy .h5) the driver can read",
+        "path the driver can read of what model.save() wrote: a .keras or legacy .h5 file, or "
+        "an unzipped .keras directory",
         TypeConverters.toString,
     )
 
@@ -65,19 +65,20 @@ class KerasTransformer(ONNXTransformer):
 
 
 def keras_file_to_onnx(path: str | os.PathLike[str], **options: Any) -> OnnxModel:
-    """Convert a `.keras` / `.h5` file to an OnnxModel (driver only; imports TensorFlow)."""
-    from pathlib import Path
+    """Convert what `model.save(path)` wrote (.keras, .h5, an unzipped .keras directory) to an
+    OnnxModel (driver only; imports TensorFlow)."""
+    from sparkonnx.converters.keras_source import keras_file_kind
 
     p = Path(path)
-    if p.suffix.lower() not in KERAS_SUFFIXES:
+    if keras_file_kind(p) is None:
+        if not p.exists():
+            raise FileNotFoundError(f"Keras model file not found: {p}")
         raise ValueError(
-            f"modelFile {str(p)!r} is not a Keras model file; KerasTransformer takes "
-            f"{', '.join(KERAS_SUFFIXES)} files (saved with model.save(path)). For an ONNX file "
-            "use ONNXTransformer, for a SavedModel TFTransformer with "
+            f"modelFile {str(p)!r} is not a Keras model; KerasTransformer takes what "
+            "model.save(path) writes: a .keras or .h5 file (or an unzipped .keras directory). "
+            "For an ONNX file use ONNXTransformer, for a SavedModel TFTransformer with "
             "TFInputGraph.fromSavedModelWithSignature"
         )
-    if not p.is_file():
-        raise FileNotFoundError(f"Keras model file not found: {p}")
     from sparkonnx.converters import from_keras
 
     result = from_keras(p, **options)

@@ -8,6 +8,7 @@ from typing import Any
 from pyspark import keyword_only
 
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.spark_api.params import warn_ignored
 from sparkonnx.spark_api.transformers.onnx_transformer import ModelLike, ONNXTransformer
 from sparkonnx.spark_api.transformers.tf_input_graph import TFInputGraph
 
@@ -23,6 +24,7 @@ class TFTransformer(ONNXTransformer):
     `...WithSignature` graphs). Inputs of any rank: a flat array column is reshaped to the
     input's static dims, nested arrays keep their shape. `allowCast` defaults to True, as
     sparkdl fed double columns to float graphs. Saved in a Pipeline with the ONNX model inside.
+    sparkdl's ``tfHParms`` is accepted with a DeprecationWarning and ignored.
     """
 
     @keyword_only
@@ -37,9 +39,18 @@ class TFTransformer(ONNXTransformer):
         deviceId: int | None = None,
         outputFormat: str = "array",
         allowCast: bool = True,
+        tfHParms: Any = None,
     ) -> None:
         kwargs = dict(self._input_kwargs)
         graph = kwargs.pop("tfInputGraph", None)
+        if kwargs.pop("tfHParms", None) is not None:
+            warn_ignored(
+                "TFTransformer",
+                "tfHParms",
+                "the graph is converted to ONNX once, on the driver, so TensorFlow "
+                "hyper-parameters are fixed when the graph is built; set them in the graph "
+                "given to TFInputGraph.fromGraph / fromGraphDef / fromSavedModel",
+            )
         super().__init__()
         self._graph: TFInputGraph | None = None
         self._setDefault(allowCast=True)

@@ -28,6 +28,26 @@ def _to_model_name(value: Any) -> str:
     return get_model(TypeConverters.toString(value)).name
 
 
+#: sparkdl's scaleHint values (Java AWT scaling hints, as its Scala featurizer resized with)
+#: -> the Pillow filter that resizes the same way: AWT's area averaging (SCALE_AREA_AVERAGING,
+#: SCALE_SMOOTH) is a box filter, its replicate filter (SCALE_DEFAULT, SCALE_FAST,
+#: SCALE_REPLICATE) nearest neighbour.
+SCALE_HINTS: dict[str, str] = {
+    "SCALE_AREA_AVERAGING": "box",
+    "SCALE_SMOOTH": "box",
+    "SCALE_DEFAULT": "nearest",
+    "SCALE_FAST": "nearest",
+    "SCALE_REPLICATE": "nearest",
+}
+
+
+def _to_scale_hint(value: Any) -> str:
+    text = TypeConverters.toString(value).upper()
+    if text not in SCALE_HINTS:
+        raise TypeError(f"scaleHint must be one of {', '.join(SCALE_HINTS)}; got {value!r}")
+    return text
+
+
 class _ZooStage(
     Transformer,
     HasInputCol,
@@ -56,6 +76,14 @@ class _ZooStage(
     seed: Param[int] = Param(
         Params._dummy(), "seed", "seed of the random weights (weights='none')", TypeConverters.toInt
     )
+    scaleHint: Param[str] = Param(
+        Params._dummy(),
+        "scaleHint",
+        "sparkdl's resize hint: SCALE_AREA_AVERAGING / SCALE_SMOOTH (box filter) or "
+        "SCALE_DEFAULT / SCALE_FAST / SCALE_REPLICATE (nearest); unset: bilinear, the resize "
+        "the zoo models are checked with",
+        _to_scale_hint,
+    )
 
     _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
     _output_tensor = "features"
@@ -81,6 +109,12 @@ class _ZooStage(
 
     def getWeights(self) -> str:
         return self.getOrDefault(self.weights)
+
+    def getScaleHint(self) -> str | None:
+        return self.getOrDefault(self.scaleHint) if self.isDefined(self.scaleHint) else None
+
+    def setScaleHint(self, value: str) -> Any:
+        return self._set(scaleHint=value)
 
     def getModel(self) -> OnnxModel:
         """The built ONNX graph (from the disk cache when it is there)."""
@@ -109,7 +143,9 @@ class _ZooStage(
         key = (output_col, output_format, tuple(settings))
         inner: dict[Any, ImageTransformer] = self.__dict__.setdefault("_inner_stages", {})
         if key not in inner:
+            hint = self.getScaleHint()
             inner[key] = ImageTransformer(
+                resample=SCALE_HINTS[hint] if hint else None,
                 inputCol=self.getInputCol(),
                 outputCol=output_col,
                 model=self.getModel(),
@@ -144,6 +180,7 @@ class DeepImageFeaturizer(_ZooStage):
         modelName: str | None = None,
         weights: str | None = "imagenet",
         seed: int = 0,
+        scaleHint: str | None = None,
         batchSize: int = 32,
         device: str = "auto",
         deviceId: int | None = None,
@@ -189,6 +226,7 @@ class DeepImagePredictor(_ZooStage):
         topK: int = 5,
         weights: str | None = "imagenet",
         seed: int = 0,
+        scaleHint: str | None = None,
         batchSize: int = 32,
         device: str = "auto",
         deviceId: int | None = None,
