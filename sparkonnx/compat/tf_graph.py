@@ -30,6 +30,8 @@ __all__ = [
     "validated_output",
 ]
 
+#: What sparkdl kept in `sparkdl.transformers.utils` rather than `sparkdl.graph.utils`.
+IMAGE_HELPERS = ("IMAGE_INPUT_PLACEHOLDER_NAME", "imageInputPlaceholder")
 #: The name sparkdl gave the image placeholder (TFImageTransformer's default `inputTensor`).
 IMAGE_INPUT_PLACEHOLDER_NAME = "sparkdl_image_input"
 
@@ -64,34 +66,32 @@ def _same_graph(obj: Any, graph: Any) -> None:
         raise ValueError(f"{obj.name!r} belongs to another tf.Graph than the one given")
 
 
-def get_tensor(tfobj_or_name: Any, graph: Any) -> Any:
-    """The ``tf.Tensor`` of `graph` for a tensor, an operation (its first output) or a name."""
+def _element(tfobj_or_name: Any, graph: Any, tensor: bool) -> Any:
+    """The tensor (``tensor=True``) or operation of `graph` for a tensor, operation or name."""
     tf = _deps.tensorflow()
     graph = validated_graph(graph)
     _same_graph(tfobj_or_name, graph)
-    if isinstance(tfobj_or_name, tf.Tensor):
+    own, other = (tf.Tensor, tf.Operation) if tensor else (tf.Operation, tf.Tensor)
+    if isinstance(tfobj_or_name, own):
         return tfobj_or_name
-    name = tfobj_or_name.name if isinstance(tfobj_or_name, tf.Operation) else tfobj_or_name
-    full = _with_port(_check_name(name, "a tensor"))
+    name = tfobj_or_name.name if isinstance(tfobj_or_name, other) else tfobj_or_name
+    checked = _check_name(name, "a tensor" if tensor else "an operation")
+    key = _with_port(checked) if tensor else checked.split(":")[0]
     try:
-        return graph.get_tensor_by_name(full)
+        return graph.get_tensor_by_name(key) if tensor else graph.get_operation_by_name(key)
     except (KeyError, ValueError) as exc:
-        raise KeyError(f"the graph has no tensor {full!r}: {exc}") from None
+        kind = "tensor" if tensor else "operation"
+        raise KeyError(f"the graph has no {kind} {key!r}: {exc}") from None
+
+
+def get_tensor(tfobj_or_name: Any, graph: Any) -> Any:
+    """The ``tf.Tensor`` of `graph` for a tensor, an operation (its first output) or a name."""
+    return _element(tfobj_or_name, graph, tensor=True)
 
 
 def get_op(tfobj_or_name: Any, graph: Any) -> Any:
     """The ``tf.Operation`` of `graph` for an operation, a tensor (its producer) or a name."""
-    tf = _deps.tensorflow()
-    graph = validated_graph(graph)
-    _same_graph(tfobj_or_name, graph)
-    if isinstance(tfobj_or_name, tf.Operation):
-        return tfobj_or_name
-    name = tfobj_or_name.name if isinstance(tfobj_or_name, tf.Tensor) else tfobj_or_name
-    short = _check_name(name, "an operation").split(":")[0]
-    try:
-        return graph.get_operation_by_name(short)
-    except (KeyError, ValueError) as exc:
-        raise KeyError(f"the graph has no operation {short!r}: {exc}") from None
+    return _element(tfobj_or_name, graph, tensor=False)
 
 
 def get_shape(tfobj_or_name: Any, graph: Any) -> list[int]:
@@ -100,16 +100,21 @@ def get_shape(tfobj_or_name: Any, graph: Any) -> list[int]:
     return [-1 if d is None else int(d) for d in dims]
 
 
+def _name_of(tfobj_or_name: Any, graph: Any, get: Any, from_name: Any, what: str) -> str:
+    """The name `get` finds in `graph` (or in a TF object's own graph); plain names by rule."""
+    if graph is None and _is_tf_object(tfobj_or_name):
+        graph = tfobj_or_name.graph
+    if graph is not None:
+        return str(get(tfobj_or_name, graph).name)
+    return str(from_name(_check_name(tfobj_or_name, what)))
+
+
 def tensor_name(tfobj_or_name: Any, graph: Any = None) -> str:
     """The tensor name ('x:0'): of a tensor or operation, or of a name ('x' -> 'x:0').
 
     With `graph` (or a TF object, which knows its graph) the tensor must exist there.
     """
-    if graph is not None:
-        return str(get_tensor(tfobj_or_name, graph).name)
-    if _is_tf_object(tfobj_or_name):
-        return str(get_tensor(tfobj_or_name, tfobj_or_name.graph).name)
-    return _with_port(_check_name(tfobj_or_name, "tensor_name"))
+    return _name_of(tfobj_or_name, graph, get_tensor, _with_port, "tensor_name")
 
 
 def op_name(tfobj_or_name: Any, graph: Any = None) -> str:
@@ -117,11 +122,7 @@ def op_name(tfobj_or_name: Any, graph: Any = None) -> str:
 
     With `graph` (or a TF object, which knows its graph) the operation must exist there.
     """
-    if graph is not None:
-        return str(get_op(tfobj_or_name, graph).name)
-    if _is_tf_object(tfobj_or_name):
-        return str(get_op(tfobj_or_name, tfobj_or_name.graph).name)
-    return _check_name(tfobj_or_name, "op_name").split(":")[0]
+    return _name_of(tfobj_or_name, graph, get_op, lambda n: n.split(":")[0], "op_name")
 
 
 def add_scope_to_name(scope: str, name: str) -> str:

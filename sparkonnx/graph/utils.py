@@ -1,28 +1,7 @@
 """sparkdl's ``sparkdl.graph.utils`` (``import sparkonnx.graph.utils as tfx``), re-exported
 from :mod:`sparkonnx.compat.tf_graph`; TensorFlow is imported only when a helper runs."""
 
-from sparkonnx.compat.tf_graph import (
-    add_scope_to_name,
-    get_op,
-    get_shape,
-    get_tensor,
-    op_name,
-    strip_and_freeze_until,
-    tensor_name,
-    validated_graph,
-    validated_input,
-    validated_output,
-)
+from sparkonnx.compat import tf_graph as _tf_graph
+from sparkonnx.compat.tf_graph import *  # noqa: F403  (the names in its __all__)
 
-__all__ = [
-    "add_scope_to_name",
-    "get_op",
-    "get_shape",
-    "get_tensor",
-    "op_name",
-    "strip_and_freeze_until",
-    "tensor_name",
-    "validated_graph",
-    "validated_input",
-    "validated_output",
-]
+__all__ = [n for n in _tf_graph.__all__ if n not in _tf_graph.IMAGE_HELPERS]

@@ -6,29 +6,8 @@ image-type lookups are sparkdl's. Names sparkdl had that have no counterpart rai
 AttributeError saying what replaced them.
 """
 
-from sparkonnx.compat.image_io import (
-    OcvType,
-    PIL_decode,
-    PIL_decode_and_resize,
-    PIL_to_imageStruct,
-    __getattr__,  # noqa: F401  (sparkdl names that have no counterpart: say what replaced them)
-    imageArrayToStruct,
-    imageStructToArray,
-    imageStructToPIL,
-    imageTypeByName,
-    imageTypeByOrdinal,
-    readImagesWithCustomFn,
-)
+from sparkonnx.compat import image_io as _image_io
+from sparkonnx.compat.image_io import *  # noqa: F403  (the names in its __all__)
+from sparkonnx.compat.image_io import __getattr__  # noqa: F401  (names with no counterpart)
 
-__all__ = [
-    "OcvType",
-    "PIL_decode",
-    "PIL_decode_and_resize",
-    "PIL_to_imageStruct",
-    "imageArrayToStruct",
-    "imageStructToArray",
-    "imageStructToPIL",
-    "imageTypeByName",
-    "imageTypeByOrdinal",
-    "readImagesWithCustomFn",
-]
+__all__ = _image_io.__all__

@@ -127,7 +127,7 @@ def test_blocks_1_and_3_imageschema(guide, capsys):
     assert len({(r.height, r.width) for r in rows}) >= 4  # mixed sizes
     gray = next(r for r in rows if r.origin.endswith("camera.jpg"))
     assert (gray.nChannels, gray.mode) == (1, 0)
-    assert "|image" in capsys.readouterr().out  # image_df.show() printed the table
+    assert " image|" in capsys.readouterr().out  # image_df.show() printed the table
 
 
 def test_blocks_2_and_3_custom_decoder(guide):

@@ -59,6 +59,9 @@ class _ZooStage(
 ):
     """Params and model resolution shared by the two zoo transformers.
 
+    ``scaleHint`` (sparkdl's) picks the resize filter: see `SCALE_HINTS`; unset, images are
+    resized bilinearly, as the zoo models are checked.
+
     ``precision='int8'`` calibrates the zoo graph once on ``calibrationRows`` images sampled
     from the DataFrame being transformed (or ``calibrationPath``), gates it against fp32 (mean
     cosine of the features, top-1 agreement of the predictions) and caches it on disk.
