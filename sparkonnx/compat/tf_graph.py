@@ -81,7 +81,7 @@ def _element(tfobj_or_name: Any, graph: Any, tensor: bool) -> Any:
         return graph.get_tensor_by_name(key) if tensor else graph.get_operation_by_name(key)
     except (KeyError, ValueError) as exc:
         kind = "tensor" if tensor else "operation"
-        raise KeyError(f"the graph has no {kind} {key!r}: {exc}") from None
+        raise ValueError(f"the graph has no {kind} {key!r} ({exc})") from None
 
 
 def get_tensor(tfobj_or_name: Any, graph: Any) -> Any:

@@ -109,7 +109,7 @@ def test_tensor_and_op_names_from_names_tensors_and_ops(tf):
     assert tfx.validated_input(x, graph) == "x" and tfx.validated_output("y:0", graph) == "y"
     with pytest.raises(ValueError, match="'y' must be a Placeholder, but it is a Identity"):
         tfx.validated_input(y, graph)
-    with pytest.raises(KeyError, match="the graph has no tensor 'z:0'"):
+    with pytest.raises(ValueError, match="the graph has no tensor 'z:0'"):
         tfx.tensor_name("z", graph)
     with pytest.raises(TypeError, match=r"expected a tf\.Graph, got GraphDef"):
         tfx.get_tensor("x", graph.as_graph_def())

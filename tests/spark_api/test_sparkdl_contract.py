@@ -163,7 +163,7 @@ def test_keras_transformer_reads_every_path_model_save_accepts(spark, workdir):
         got = np.array([r.p for r in stage.transform(df).collect()])
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=path)
     (workdir / "notes.txt").write_text("not a model")
-    with pytest.raises(ValueError, match=r"is not a Keras model; KerasTransformer takes what"):
+    with pytest.raises(ValueError, match=r"is not a Keras model file; KerasTransformer takes"):
         KerasTransformer(modelFile=str(workdir / "notes.txt")).getModel()
     with pytest.raises(FileNotFoundError, match="Keras model file not found"):
         KerasTransformer(modelFile=str(workdir / "missing.keras")).getModel()

@@ -88,7 +88,8 @@ class HasImageOutput(HasOutputFormat):
 
     def _set(self, **kwargs: Any) -> Any:
         result = super()._set(**kwargs)
-        if "outputMode" in kwargs or "outputFormat" in kwargs:
+        both = self.isDefined(self.outputMode) and self.isDefined(self.outputFormat)
+        if both and ("outputMode" in kwargs or "outputFormat" in kwargs):
             self.getOutputMode()  # two that disagree fail where they are set
         return result
 

@@ -29,7 +29,7 @@ class KerasTransformer(ONNXTransformer):
     modelFile: Param[str] = Param(
         Params._dummy(),
         "modelFile",
-        "path the driver can read of what model.save() wrote: a .keras or legacy .h5 file, or "
+        "Keras model file the driver can read, as model.save() wrote it: .keras, legacy .h5, or "
         "an unzipped .keras directory",
         TypeConverters.toString,
     )
@@ -67,17 +67,17 @@ class KerasTransformer(ONNXTransformer):
 def keras_file_to_onnx(path: str | os.PathLike[str], **options: Any) -> OnnxModel:
     """Convert what `model.save(path)` wrote (.keras, .h5, an unzipped .keras directory) to an
     OnnxModel (driver only; imports TensorFlow)."""
-    from sparkonnx.converters.keras_source import keras_file_kind
+    from sparkonnx.converters.keras_source import KERAS_SUFFIXES, keras_file_kind
 
     p = Path(path)
     if keras_file_kind(p) is None:
-        if not p.exists():
+        if not p.exists() and p.suffix.lower() in (*KERAS_SUFFIXES, ""):
             raise FileNotFoundError(f"Keras model file not found: {p}")
         raise ValueError(
-            f"modelFile {str(p)!r} is not a Keras model; KerasTransformer takes what "
-            "model.save(path) writes: a .keras or .h5 file (or an unzipped .keras directory). "
-            "For an ONNX file use ONNXTransformer, for a SavedModel TFTransformer with "
-            "TFInputGraph.fromSavedModelWithSignature"
+            f"modelFile {str(p)!r} is not a Keras model file; KerasTransformer takes what "
+            "model.save(path) writes: .keras, .h5 (or .hdf5) files, or an unzipped .keras "
+            "directory. For an ONNX file use ONNXTransformer, for a SavedModel TFTransformer "
+            "with TFInputGraph.fromSavedModelWithSignature"
         )
     from sparkonnx.converters import from_keras
 
