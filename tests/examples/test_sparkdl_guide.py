@@ -137,7 +137,7 @@ def test_blocks_2_and_3_custom_decoder(guide):
     rows = g["image_df"].collect()
     assert len(rows) == 7 and all(r.error is None for r in rows)
     from sparkonnx import imageStructToArray
-    from sparkonnx.engine.images import decode_image
+    from sparkonnx.engine.image_decode import decode_image
 
     first = rows[0]
     expected = decode_image(Path(first.path.removeprefix("file:")).read_bytes())
