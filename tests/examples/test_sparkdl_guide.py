@@ -252,7 +252,6 @@ def test_blocks_17_to_21_sql_functions(sql_globals):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="needs the single image path of the SQL functions")
 def test_block_19_sql_function_with_preprocessor_on_mixed_size_photos(sql_globals):
     spark = sql_globals["spark"]
     query = "SELECT inceptionV3_udf_with_preprocessing(image) AS p FROM sample_images"
