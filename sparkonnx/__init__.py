@@ -52,7 +52,7 @@ _EXPORTS: dict[str, str] = {
     "register_data_source": "sparkonnx.spark_api.transformers.parquet_scoring",
     "registerKerasImageUDF": "sparkonnx.spark_api.sql",
     "ImageTransformer": "sparkonnx.spark_api.transformers.image_transformer",
-    "TFImageTransformer": "sparkonnx.spark_api.transformers.image_transformer",
+    "TFImageTransformer": "sparkonnx.spark_api.transformers.tf_image_transformer",
     "KerasImageFileTransformer": "sparkonnx.spark_api.transformers.keras_image_transformer",
     "KerasEstimator": "sparkonnx.spark_api.training.keras_estimator",
     "KerasEstimatorModel": "sparkonnx.spark_api.training.keras_estimator",
@@ -129,10 +129,7 @@ if TYPE_CHECKING:  # pragma: no cover
         KerasImageFileEstimator,
         KerasImageFileModel,
     )
-    from sparkonnx.spark_api.transformers.image_transformer import (
-        ImageTransformer,
-        TFImageTransformer,
-    )
+    from sparkonnx.spark_api.transformers.image_transformer import ImageTransformer
     from sparkonnx.spark_api.transformers.keras_image_transformer import KerasImageFileTransformer
     from sparkonnx.spark_api.transformers.keras_transformer import KerasTransformer
     from sparkonnx.spark_api.transformers.onnx_transformer import ONNXTransformer
@@ -140,6 +137,7 @@ if TYPE_CHECKING:  # pragma: no cover
         register_data_source,
         score_parquet,
     )
+    from sparkonnx.spark_api.transformers.tf_image_transformer import TFImageTransformer
     from sparkonnx.spark_api.transformers.tf_input_graph import TFInputGraph
     from sparkonnx.spark_api.transformers.tf_transformer import TFTransformer
     from sparkonnx.spark_api.transformers.zoo_transformers import (

@@ -29,14 +29,15 @@ def from_keras(
     sample_input: SampleInput | None = None,
     **overrides: Any,
 ) -> ConversionResult:
-    """Convert a Keras 3 model object, `.keras` file or `.h5` file (loaded with safe_mode)."""
+    """Convert a Keras 3 model object or what `model.save()` wrote (`.keras`, `.h5`, an unzipped
+    `.keras` directory), loaded with safe_mode."""
     from sparkonnx.converters import keras_source, pipeline
 
     opts = resolve_options(options, overrides)
     if isinstance(model, str | os.PathLike):
         path = Path(model)
         loaded = keras_source.load_keras_file(path, opts.allow_unsafe)
-        form = "keras-file" if path.suffix == ".keras" else "h5"
+        form = "h5" if keras_source.keras_file_kind(path) == ".h5" else "keras-file"
         info = keras_source.keras_source_info(loaded, form, path.name)
     else:
         _deps.keras()
@@ -159,6 +160,10 @@ def convert(
             return from_saved_model(p, options, **kwargs)
         if _is_checkpoint_path(p):
             return from_checkpoint(p, options, **kwargs)
+        from sparkonnx.converters.keras_source import keras_file_kind
+
+        if p.suffix != ".onnx" and keras_file_kind(p) is not None:  # unzipped / renamed Keras
+            return from_keras(p, options, **kwargs)
         if p.suffix == ".onnx":
             raise UnsupportedSourceError(
                 f"{p} is already an ONNX model; inspect it with `sparkonnx inspect {p}` or load "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,50 @@ def is_keras_model(obj: Any) -> bool:
     return keras is not None and isinstance(obj, keras.Model)
 
 
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_ZIP_SIGNATURE = b"PK\x03\x04"
+
+
+def keras_file_kind(path: str | os.PathLike[str]) -> str | None:
+    """'.keras', '.h5' or 'dir' (an unzipped .keras) for what `model.save(path)` writes, None
+    for anything else. Files are told by suffix, else by content (Keras 2 saved HDF5 files
+    under any name)."""
+    p = Path(path)
+    if p.is_dir():
+        return "dir" if (p / "config.json").is_file() else None
+    if not p.is_file():
+        return None
+    if p.suffix.lower() in KERAS_SUFFIXES:
+        return ".keras" if p.suffix.lower() == ".keras" else ".h5"
+    with p.open("rb") as f:
+        head = f.read(8)
+    if head == _HDF5_SIGNATURE:
+        return ".h5"
+    return ".keras" if head.startswith(_ZIP_SIGNATURE) else None
+
+
 def load_keras_file(path: str | os.PathLike[str], allow_unsafe: bool) -> Any:
-    """Load a `.keras` / `.h5` file with safe_mode (Lambda layers refused unless allowed)."""
+    """Load what `model.save()` wrote (`.keras`, `.h5`, an unzipped `.keras` directory, or such a
+    file under another name) with safe_mode (Lambda layers refused unless allowed)."""
     keras = _deps.keras()
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"Keras model file not found: {p}")
+    kind = keras_file_kind(p)
+    if kind is None:
+        if not p.exists():
+            raise FileNotFoundError(f"Keras model file not found: {p}")
+        raise ConversionError(
+            f"{p} is not a Keras model: expected what model.save() writes, a .keras or .h5 file "
+            "(or an unzipped .keras directory holding config.json)"
+        )
+    with tempfile.TemporaryDirectory(prefix="sparkonnx-keras-") as tmp:
+        if kind != "dir" and p.suffix.lower() not in KERAS_SUFFIXES:  # Keras goes by the suffix
+            link = Path(tmp) / f"model{kind}"
+            link.symlink_to(p.resolve())
+            p = link
+        return _load(keras, p, allow_unsafe)
+
+
+def _load(keras: Any, p: Path, allow_unsafe: bool) -> Any:
     try:
         return keras.saving.load_model(p, compile=False, safe_mode=not allow_unsafe)
     except Exception as exc:

@@ -18,6 +18,7 @@ Adding a Param (say `scaleHint`):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,16 @@ from pyspark.ml.param import shared as pyspark_shared
 from typing_extensions import Self
 
 from sparkonnx.engine.providers import DEVICES
+
+
+def warn_ignored(stage: str, argument: str, replacement: str) -> None:
+    """A DeprecationWarning for a sparkdl argument that means nothing any more: it is accepted
+    (not a TypeError) and ignored, and the message says what replaced it."""
+    warnings.warn(
+        f"{stage}({argument}=...) is accepted for sparkdl code and ignored: {replacement}",
+        DeprecationWarning,
+        stacklevel=4,  # warn_ignored <- __init__ <- pyspark's keyword_only <- the caller
+    )
 
 
 def _to_str_dict(value: Any) -> dict[str, str]:

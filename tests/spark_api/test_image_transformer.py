@@ -153,14 +153,20 @@ def test_metadata_preprocessing_is_used_and_parameters_win(spark):
     np.testing.assert_array_equal(np.array(row.x).reshape(8, 8, 3), img[:, :, ::-1] * 2.0)
 
 
-def test_images_of_different_sizes_need_a_size_for_dynamic_models(spark):
-    df = image_df(spark, bgr_images(), partitions=1)
+def test_a_model_of_any_size_gets_each_image_at_its_own_size(any_spark):
+    images = bgr_images()  # 4 sizes, all in one batch, plus a null image
+    df = image_df(any_spark, images, partitions=1, extra_null=True)
     dynamic = testing.image_identity("NHWC", size=None)
-    t = ImageTransformer(inputCol="image", outputCol="x", model=dynamic)
-    with pytest.raises(Exception, match=r"different sizes.*set inputSize"):
-        t.transform(df).collect()
-    rows = t.setInputSize([4, 6]).transform(df).collect()
-    assert {len(r.x) for r in rows} == {4 * 6 * 3}
+    t = ImageTransformer(inputCol="image", outputCol="x", model=dynamic, errorCol="why")
+    rows = by_id(t.transform(df))
+    for row, img in zip(rows, images):  # in row order, each its own size, RGB
+        np.testing.assert_array_equal(np.array(row.x), img[:, :, ::-1].reshape(-1))
+    assert rows[-1].x is None and rows[-1].why == "null image"
+    image_out = t.copy().setOutputMode("image").transform(df)
+    got = {r.id: r.x for r in image_out.collect()}
+    assert [(got[i].height, got[i].width) for i in range(len(images))] == SIZES
+    sized = t.setInputSize([4, 6]).transform(df).where("x IS NOT NULL").collect()
+    assert {len(r.x) for r in sized} == {4 * 6 * 3}
 
 
 def test_driver_side_errors_name_the_problem(spark):
@@ -186,7 +192,8 @@ def test_driver_side_errors_name_the_problem(spark):
 
 
 def test_save_load_in_a_pipeline_and_the_sparkdl_name(spark, workdir):
-    assert TFImageTransformer is ImageTransformer is sparkonnx.TFImageTransformer
+    assert issubclass(TFImageTransformer, ImageTransformer)
+    assert sparkonnx.TFImageTransformer is TFImageTransformer
     df = image_df(spark, bgr_images())
     t = TFImageTransformer(
         inputCol="image", outputCol="x", model=testing.tiny_cnn(), mean=[10.0], errorCol="err"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
-from pyspark.ml.linalg import Vectors, VectorUDT
+from pyspark.ml.linalg import DenseVector, Vectors, VectorUDT
 from pyspark.ml.tuning import CrossValidator, CrossValidatorModel, ParamGridBuilder
 from pyspark.sql import types as T
 
@@ -250,6 +250,31 @@ def test_too_much_data_fails_before_loading_the_images(df, start_model, workdir)
     ):
         est.fit(df)
     assert len(list(markers.iterdir())) == 1  # only the probe of one image's shape
+
+
+def test_output_settings_fail_before_any_image_is_loaded(df, start_model, workdir):
+    markers = workdir / "calls"
+    markers.mkdir()
+    loader = partial(counting_loader, str(markers))
+    image_mode = estimator(start_model, outputFormat=None, outputMode="image", imageLoader=loader)
+    with pytest.raises(ValueError, match=r"outputMode='image' needs .* outputs \[N, 2\]"):
+        image_mode.fit(df)
+    with pytest.raises(ValueError, match="outputCol 'label' is already a column"):
+        estimator(start_model, outputCol="label", imageLoader=loader).fit(df)
+    tuned = estimator(start_model, outputFormat=None, imageLoader=loader)
+    grid = ParamGridBuilder().addGrid(tuned.outputMode, ["vector", "image"]).build()
+    evaluator = BinaryClassificationEvaluator(rawPredictionCol="prediction", labelCol="label")
+    cv = CrossValidator(estimator=tuned, estimatorParamMaps=grid, evaluator=evaluator, numFolds=2)
+    with pytest.raises(ValueError, match="outputMode='image' needs"):
+        cv.fit(df)
+    assert list(markers.iterdir()) == []  # not one image loaded, nothing trained
+
+
+def test_fitted_model_gives_spark_ml_vectors_by_default(df, start_model):
+    est = estimator(start_model, outputFormat=None)
+    assert est.getOutputMode() == est.getOutputFormat() == "vector"
+    first = est.fit(df).transform(df).head().prediction
+    assert isinstance(first, DenseVector) and first.size == 2
 
 
 def test_loader_failure_names_the_column_and_uri(df, images, start_model):

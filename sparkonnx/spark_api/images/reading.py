@@ -108,6 +108,41 @@ class _ImageSchema:
         """(height, width[, channels]) BGR(A) array -> image struct Row."""
         return imageArrayToStruct(array, origin)
 
+    def readImages(
+        self,
+        path: str | Sequence[str],
+        recursive: bool = False,
+        numPartitions: int = -1,
+        dropImageFailures: bool = False,
+        sampleRatio: float = 1.0,
+        seed: int = 0,
+    ) -> DataFrame:
+        """Spark 2.3's ``ImageSchema.readImages``: a DataFrame of one ``image`` column.
+
+        Read by :func:`read_images` in the active session; a file that cannot be decoded gives
+        a null image (``dropImageFailures=True`` drops it). ``numPartitions=-1``: Spark's
+        default. For the reason a file failed, use ``read_images`` (its ``error`` column).
+        """
+        images = read_images(
+            path,
+            recursive=recursive,
+            numPartitions=None if numPartitions in (-1, None) else numPartitions,
+            sampleRatio=sampleRatio,
+            seed=seed,
+        ).select("image")
+        return images.where(images["image"].isNotNull()) if dropImageFailures else images
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(
+            f"sparkonnx.ImageSchema has no attribute {name!r}; it has readImages(path), "
+            "columnSchema, imageSchema, imageFields, ocvTypes, undefinedImageType, toNDArray and "
+            "toImage (pyspark.ml.image.ImageSchema's, which needs the JVM). To read images use "
+            "sparkonnx.read_images(path) (columns image, path and error, the reason a file "
+            "could not be read)"
+        )
+
 
 ImageSchema = _ImageSchema()
 

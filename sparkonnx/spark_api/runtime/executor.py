@@ -50,16 +50,28 @@ class OutputColumn:
 
 
 @dataclass(frozen=True)
+class FeedGroup:
+    """Feeds for some rows of a batch that run on their own (e.g. the images of one size, for a
+    model that takes any size): ``rows`` is the mask of the batch rows they hold."""
+
+    feeds: dict[str, np.ndarray]
+    rows: np.ndarray
+
+
+@dataclass(frozen=True)
 class PreparedBatch:
     """Model feeds made from a batch by an `InferencePlan.prepare` hook.
 
     ``rows`` marks the batch rows the feeds hold (None: every row); the other rows get null
     outputs. ``extra`` columns are appended after the outputs (e.g. a per-row error column).
+    ``groups`` hold further rows (disjoint from ``rows`` and from each other), each run in its
+    own ONNX Runtime call; their outputs are put back in row order.
     """
 
     feeds: dict[str, np.ndarray]
     rows: np.ndarray | None = None
     extra: tuple[tuple[str, pa.Array], ...] = field(default=())
+    groups: tuple[FeedGroup, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -109,10 +121,35 @@ def _prepare(plan: InferencePlan, batch: pa.RecordBatch) -> PreparedBatch:
     return PreparedBatch(feeds)
 
 
-def _scatter(values: pa.Array, rows: np.ndarray) -> pa.Array:
-    """``values`` (one per True in ``rows``) spread over len(rows) rows, null elsewhere."""
-    index = np.cumsum(rows) - 1
-    return values.take(pa.array(index, mask=~rows))
+def _merge(parts: list[tuple[np.ndarray, pa.Array]], n: int, arrow_type: pa.DataType) -> pa.Array:
+    """One column of ``n`` rows from (rows mask, values for its True rows) parts; null elsewhere."""
+    if not parts:
+        return pa.nulls(n, arrow_type)
+    index = np.full(n, -1, np.int64)
+    offset = 0
+    for rows, _ in parts:
+        where = np.flatnonzero(rows)
+        index[where] = offset + np.arange(where.size)
+        offset += where.size
+    values = parts[0][1] if len(parts) == 1 else pa.concat_arrays([v for _, v in parts])
+    return values.take(pa.array(index, mask=index < 0))
+
+
+def _run_groups(
+    plan: InferencePlan, session: ModelSession, batch: pa.RecordBatch, prepared: PreparedBatch
+) -> list[tuple[str, pa.Array]]:
+    """The output columns of a prepared batch whose feeds leave rows out or come in groups."""
+    n = batch.num_rows
+    first = np.ones(n, bool) if prepared.rows is None else prepared.rows
+    runs = [FeedGroup(prepared.feeds, first), *prepared.groups]
+    parts: list[list[tuple[np.ndarray, pa.Array]]] = [[] for _ in plan.outputs]
+    for run in runs:
+        if not run.rows.any():
+            continue
+        results = session.run(run.feeds, plan.batch_size, [out.output for out in plan.outputs])
+        for part, out in zip(parts, plan.outputs):
+            part.append((run.rows, out.to_arrow(results[out.output], batch, run.rows)))
+    return [(out.column, _merge(part, n, out.arrow_type)) for part, out in zip(parts, plan.outputs)]
 
 
 def infer_columns(
@@ -128,17 +165,10 @@ def infer_columns(
             empty += list(plan.prepare(batch).extra)
         return empty
     prepared = _prepare(plan, batch)
-    rows = prepared.rows
-    if rows is not None and rows.all():
-        rows = None
-    columns: list[tuple[str, pa.Array]] = []
-    if rows is not None and not rows.any():
-        columns += [(out.column, pa.nulls(batch.num_rows, out.arrow_type)) for out in plan.outputs]
-    else:
-        results = session.run(prepared.feeds, plan.batch_size, [out.output for out in plan.outputs])
-        for out in plan.outputs:
-            values = out.to_arrow(results[out.output], batch, rows)
-            columns.append((out.column, values if rows is None else _scatter(values, rows)))
+    if prepared.groups or (prepared.rows is not None and not prepared.rows.all()):
+        return _run_groups(plan, session, batch, prepared) + list(prepared.extra)
+    results = session.run(prepared.feeds, plan.batch_size, [out.output for out in plan.outputs])
+    columns = [(out.column, out.to_arrow(results[out.output], batch, None)) for out in plan.outputs]
     return columns + list(prepared.extra)
 
 

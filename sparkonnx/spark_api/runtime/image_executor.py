@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sparkonnx.engine.image_batch import batch_to_image_structs
+from sparkonnx.engine.image_batch import ImageBatch, batch_to_image_structs
 from sparkonnx.engine.image_preprocess import ImagePreprocessing, images_from_tensor
 from sparkonnx.engine.images import IMAGE_ARROW_TYPE, ImageDecodeError
-from sparkonnx.spark_api.runtime.executor import OutputColumn, PreparedBatch
+from sparkonnx.spark_api.runtime.executor import FeedGroup, OutputColumn, PreparedBatch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +74,53 @@ def fail_on_errors(column: str, errors: dict[int, str], origins: list[Any] | Non
     )
 
 
+def _size_groups(structs: pa.Array | pa.ChunkedArray) -> list[np.ndarray]:
+    """Row indices of the images of each (height, width), when a batch holds several sizes
+    (else an empty list). Null and undecodable rows are in none of them."""
+    if isinstance(structs, pa.ChunkedArray):
+        structs = structs.combine_chunks()
+    if not pa.types.is_struct(structs.type) or structs.type.get_field_index("height") < 0:
+        return []  # structs_to_tensor reports the wrong type
+    valid = np.asarray(structs.is_valid().to_numpy(zero_copy_only=False), bool)
+    h, w = (
+        np.asarray(structs.field(f).fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+        for f in ("height", "width")
+    )
+    key = np.where(valid & (h > 0) & (w > 0), h * (1 << 31) + w, -1)
+    sizes = np.unique(key[key >= 0])
+    if sizes.size < 2:
+        return []
+    return [np.flatnonzero(key == k) for k in sizes]
+
+
+def _tensor(
+    column: str, preprocessing: ImagePreprocessing, structs: pa.Array
+) -> tuple[np.ndarray, ImageBatch]:
+    try:
+        return preprocessing.structs_to_tensor(structs)
+    except ValueError as exc:
+        raise ValueError(f"image column {column!r}: {exc}") from exc
+
+
+def _by_size(
+    column: str, preprocessing: ImagePreprocessing, structs: pa.Array, groups: list[np.ndarray]
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], dict[int, str]]:
+    """For a model that takes any size: one (tensor, rows mask) per image size, and the
+    reasons of the rows left out (null or undecodable images)."""
+    n = len(structs)
+    runs: list[tuple[np.ndarray, np.ndarray]] = []
+    for index in groups:
+        tensor, images = _tensor(column, preprocessing, structs.take(pa.array(index)))
+        rows = np.zeros(n, bool)
+        rows[index[images.valid]] = True
+        runs.append((tensor, rows))
+    grouped = np.zeros(n, bool)
+    grouped[np.concatenate(groups)] = True
+    rest = np.flatnonzero(~grouped)
+    _, leftover = _tensor(column, preprocessing, structs.take(pa.array(rest, pa.int64())))
+    return runs, {int(rest[i]): why for i, why in leftover.errors.items()}
+
+
 def prepare_images(
     column: str,
     input_name: str,
@@ -82,26 +129,29 @@ def prepare_images(
     error_column: str | None,
     batch: pa.RecordBatch,
 ) -> PreparedBatch:
-    """The `InferencePlan.prepare` hook: an image struct column -> the model's input tensor."""
+    """The `InferencePlan.prepare` hook: an image struct column -> the model's input tensor.
+
+    A model that takes any size gets each image at its own size: a batch of several sizes runs
+    as one group per size.
+    """
     structs = batch.column(column)
-    try:
-        tensor, images = preprocessing.structs_to_tensor(structs)
-    except ValueError as exc:
-        message = str(exc)
-        if "different sizes" in message:  # the model takes any size: the user must pick one
-            message = message.split(";")[0] + (
-                " and the model takes any size; set inputSize=[height, width] to resize them"
-            )
-        raise ValueError(f"image column {column!r}: {message}") from exc
-    if strict and images.errors:
+    groups = _size_groups(structs) if preprocessing.size is None else []
+    if groups:
+        runs, errors = _by_size(column, preprocessing, structs, groups)
+    else:
+        tensor, images = _tensor(column, preprocessing, structs)
+        runs, errors = [(tensor, images.valid)], images.errors
+    if strict and errors:
         origins = None
         if pa.types.is_struct(structs.type):
             origins = structs.field("origin").to_pylist()
-        fail_on_errors(column, images.errors, origins)
+        fail_on_errors(column, errors, origins)
     extra: tuple[tuple[str, pa.Array], ...] = ()
     if error_column is not None:
-        extra = ((error_column, errors_column(batch.num_rows, images.errors)),)
-    return PreparedBatch({input_name: tensor}, images.valid, extra)
+        extra = ((error_column, errors_column(batch.num_rows, errors)),)
+    (tensor, rows), *more = runs
+    others = tuple(FeedGroup({input_name: t}, r) for t, r in more)
+    return PreparedBatch({input_name: tensor}, rows, extra, others)
 
 
 #: What `preprocess_sample` yields: each row's model input bytes (null: invalid image) + shape.

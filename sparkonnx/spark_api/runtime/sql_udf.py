@@ -141,6 +141,13 @@ def _feed(
         column, loaded = preprocessed_structs(args.preprocessor, column)
     batch = pa.RecordBatch.from_arrays([column], names=[label])
     prepared = prepare_images(label, spec.name, preprocessing, False, "reason", batch)
+    if prepared.groups:  # the model takes any size and the images have several
+        raise TensorConversionError(
+            f"{label}: images of {len(prepared.groups) + 1} different sizes in one batch and the "
+            "model takes any size; a SQL function feeds each argument as one tensor, so set "
+            "inputSize=[height, width] to resize them (or use ImageTransformer, which runs "
+            "each size on its own)"
+        )
     found = prepared.extra[0][1].to_pylist()
     why = {row: loaded.get(row, r) for row, r in enumerate(found) if r is not None}
     assert prepared.rows is not None

@@ -107,6 +107,16 @@ class KerasEstimatorBase(
         )
 
     # -- subclass hooks ------------------------------------------------------------------
+    def _check_output(self, dataset: DataFrame, start: StartModel) -> None:
+        """Fail before training when the fitted model could not transform `dataset`."""
+        column = self.getOutputCol()
+        if column in dataset.columns:
+            raise ValueError(
+                f"outputCol {column!r} is already a column of the DataFrame "
+                f"({', '.join(dataset.columns)}), so the fitted model could not add it; "
+                "choose another outputCol or drop that column"
+            )
+
     def _feature_shape(self, dataset: DataFrame, start: StartModel) -> tuple[int, ...]:
         """The shape of one row's features (checked, without loading every row)."""
         raise NotImplementedError
@@ -158,6 +168,8 @@ class KerasEstimatorBase(
                     f"{list(other.input_shape)} and {other.width}; one fitMultiple call gathers "
                     "the data once, so every starting model must share input shape and width"
                 )
+        for estimator in estimators:  # each param map's output, before any data is loaded
+            estimator._check_output(dataset, starts[estimator.getModelFile()])
         label_col = self.getLabelCol()
         rows = training_data.check_label_column(dataset, label_col, first.width)
         shape = self._feature_shape(dataset, first)

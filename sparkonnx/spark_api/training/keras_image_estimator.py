@@ -20,7 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
-from sparkonnx.spark_api.params import HasOutputFormat, HasRuntimeOptions, set_given
+from sparkonnx.spark_api.params import HasRuntimeOptions, set_given
 from sparkonnx.spark_api.training import data as training_data
 from sparkonnx.spark_api.training.driver import KerasEstimatorBase, StartModel
 from sparkonnx.spark_api.training.fitted import HasTrainingSummary, TrainingSummary
@@ -119,7 +119,7 @@ class KerasImageFileModel(KerasImageFileTransformer, HasTrainingSummary):
 
 
 class KerasImageFileEstimator(
-    HasImageLoader, KerasEstimatorBase, HasImageOutput, HasRuntimeOptions, HasOutputFormat
+    HasImageLoader, KerasEstimatorBase, HasImageOutput, HasRuntimeOptions
 ):
     """Trains a Keras model on image URIs (`inputCol`) and one-hot labels (`labelCol`).
 
@@ -130,7 +130,9 @@ class KerasImageFileEstimator(
       with ``ParamGridBuilder`` and ``CrossValidator`` / ``TrainValidationSplit``.
     - ``outputMode``, ``outputFormat``, ``handleInvalid``, ``errorCol``, ``batchSize``,
       ``device``, ``deviceId``: passed on to the fitted model (training fails on any
-      unreadable row).
+      unreadable row). The fitted model's output is a Spark ML DenseVector by default
+      (outputMode 'vector', as sparkdl), what ``BinaryClassificationEvaluator(rawPredictionCol=...)`` and the other
+      evaluators read; the output settings are checked before any image is loaded.
 
     `fit` trains on the driver; `fitMultiple` trains one param map per Spark task, which needs
     TensorFlow on the executors. The data is gathered once and must fit one worker's memory.
@@ -155,7 +157,7 @@ class KerasImageFileEstimator(
         seed: int | None = None,
         maxTrainingDataBytes: int | None = None,
         outputMode: str = "vector",
-        outputFormat: str = "array",
+        outputFormat: str = "vector",
         handleInvalid: str = "keep",
         errorCol: str | None = None,
         batchSize: int = 64,
@@ -166,7 +168,7 @@ class KerasImageFileEstimator(
         self._set_training_defaults()
         self._setDefault(
             outputMode="vector",
-            outputFormat="array",
+            outputFormat="vector",
             handleInvalid="keep",
             batchSize=64,
             device="auto",
@@ -174,6 +176,16 @@ class KerasImageFileEstimator(
         set_given(self, self._input_kwargs)
 
     # -- hooks -----------------------------------------------------------------------------
+    def _check_output(self, dataset: DataFrame, start: StartModel) -> None:
+        super()._check_output(dataset, start)
+        mode = self.getOutputMode()  # raises when outputMode and outputFormat disagree
+        if mode == "image":
+            raise ValueError(
+                f"outputMode='image' needs a model whose output is an image, but modelFile "
+                f"{start.path!r} outputs [N, {start.width}] (class scores); use "
+                "outputMode='vector' (a Spark ML DenseVector, what the evaluators read)"
+            )
+
     def _spec(self, start: StartModel) -> TensorSpec:
         return TensorSpec("the Keras model's input", np.dtype(np.float32), start.input_shape)
 
@@ -237,7 +249,6 @@ class KerasImageFileEstimator(
             batchSize=self.getBatchSize(),
             device=self.getDevice(),
             deviceId=self.getDeviceId(),
-            outputFormat=self.getOutputFormat(),
         )
         fitted._summary = summary
         return fitted

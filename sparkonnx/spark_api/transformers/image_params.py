@@ -8,6 +8,10 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from typing_extensions import Self
 
 from sparkonnx.engine.image_preprocess import CHANNEL_ORDERS, LAYOUTS, RESAMPLES
+from sparkonnx.spark_api.params import HasOutputFormat
+
+#: What an image stage's output column holds (sparkdl's outputMode, plus 'array').
+OUTPUT_MODES = ("vector", "array", "image")
 
 
 def _choice(name: str, allowed: tuple[str, ...], upper: bool = False) -> Any:
@@ -28,15 +32,24 @@ def _to_size(value: Any) -> list[int]:
     return size
 
 
-class HasImageOutput(Params):
-    """outputMode, handleInvalid and errorCol: shared by the image transformers."""
+class HasImageOutput(HasOutputFormat):
+    """outputMode (with outputFormat), handleInvalid and errorCol: shared by the image stages.
+
+    One rule for the output type, so the two Params never disagree: ``outputMode`` 'vector' is
+    a Spark ML DenseVector per row (sparkdl's meaning), 'array' an ``array<float>``, 'image' an
+    image struct; ``outputFormat`` ('vector' / 'array') is the same choice under the name the
+    tensor stages use. Set either one and it decides; set both and they must agree (ValueError
+    otherwise); set neither and the stage's default applies. (Stages saved before this rule,
+    whose defaults were outputMode 'vector' with outputFormat 'array', still give arrays.)
+    """
 
     outputMode: Param[str] = Param(
         Params._dummy(),
         "outputMode",
-        "'vector' (default: the output flattened per row, an array or, with "
-        "outputFormat='vector', a Spark ML vector) or 'image' (an image struct)",
-        _choice("outputMode", ("vector", "image")),
+        "'vector' (a Spark ML DenseVector per row, the output flattened, as sparkdl), 'array' "
+        "(the same values as array<float>) or 'image' (an image struct); outputFormat is the "
+        "same choice for 'vector' / 'array': set one, or both equal",
+        _choice("outputMode", OUTPUT_MODES),
     )
     handleInvalid: Param[str] = Param(
         Params._dummy(),
@@ -53,7 +66,33 @@ class HasImageOutput(Params):
     )
 
     def getOutputMode(self) -> str:
-        return self.getOrDefault(self.outputMode)
+        """What the output column holds, 'vector', 'array' or 'image', by the class's rule."""
+        mode, fmt = self.getOrDefault(self.outputMode), self.getOrDefault(self.outputFormat)
+        mode_set, fmt_set = self.isSet(self.outputMode), self.isSet(self.outputFormat)
+        if mode_set and fmt_set and mode != fmt:
+            raise ValueError(
+                f"outputMode={mode!r} and outputFormat={fmt!r} disagree: outputMode 'vector' is "
+                "a Spark ML DenseVector, 'array' an array<float> column, 'image' an image "
+                "struct, and outputFormat names the same 'vector' / 'array' choice. Set only "
+                "outputMode (or make them equal)"
+            )
+        if fmt_set and not mode_set:
+            return fmt
+        if not mode_set and mode != "image" and mode != fmt:  # defaults saved before the rule
+            return fmt
+        return mode
+
+    def getOutputFormat(self) -> str:
+        """'vector' or 'array' (the same as getOutputMode() unless that is 'image')."""
+        mode = self.getOutputMode()
+        return mode if mode != "image" else self.getOrDefault(self.outputFormat)
+
+    def _set(self, **kwargs: Any) -> Any:
+        result = super()._set(**kwargs)
+        both = self.isDefined(self.outputMode) and self.isDefined(self.outputFormat)
+        if both and ("outputMode" in kwargs or "outputFormat" in kwargs):
+            self.getOutputMode()  # two that disagree fail where they are set
+        return result
 
     def setOutputMode(self, value: str) -> Self:
         return self._set(outputMode=value)

@@ -1,4 +1,5 @@
-"""ImageTransformer (sparkdl's TFImageTransformer): an ONNX model applied to an image column.
+"""ImageTransformer: an ONNX model applied to an image column (sparkdl's TFImageTransformer,
+which also takes a TF graph, is in `tf_image_transformer`).
 
 The image column holds Spark's image struct (from :func:`sparkonnx.read_images`,
 ``spark.read.format("image")`` or ``readImagesWithCustomFn``). On the executors each Arrow batch
@@ -17,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from functools import partial
+from typing import Any
 
 from pyspark import keyword_only
 from pyspark.ml import Transformer
@@ -36,7 +38,6 @@ from sparkonnx.spark_api.params import (
     HasInputCol,
     HasModelFile,
     HasOutputCol,
-    HasOutputFormat,
     HasPrecision,
     HasRuntimeOptions,
 )
@@ -57,7 +58,7 @@ from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ImageTransformer", "TFImageTransformer"]
+__all__ = ["ImageTransformer"]
 
 
 # --------------------------------------------------------------------------- driver side
@@ -112,6 +113,13 @@ def output_column(
     return VectorOutput(spec.name, column, dtype.name, 2), spark_type_for(flat)
 
 
+def _to_tensor_name(value: Any) -> str:
+    """A tensor name; TF tensors / operations (sparkdl took those) give their name."""
+    if hasattr(value, "graph") and isinstance(getattr(value, "name", None), str):
+        return str(value.name)
+    return TypeConverters.toString(value)
+
+
 class ImageModelBase(
     HoldsOnnxModel,
     Transformer,
@@ -120,17 +128,19 @@ class ImageModelBase(
     HasModelFile,
     HasImageOutput,
     HasRuntimeOptions,
-    HasOutputFormat,
 ):
     """What the image transformers share: the model, output Params and running the plan."""
+
+    #: outputMode / outputFormat when neither is set ('vector' on sparkdl's stages).
+    _default_output = "array"
 
     def __init__(self) -> None:
         super().__init__()
         self._setDefault(
             batchSize=64,
             device="auto",
-            outputFormat="array",
-            outputMode="vector",
+            outputFormat=self._default_output,
+            outputMode=self._default_output,
             handleInvalid="keep",
         )
 
@@ -151,8 +161,6 @@ class ImageModelBase(
                     f"output column {name!r} already exists (columns: {schema.fieldNames()} and "
                     f"{names}); choose another outputCol / errorCol or drop it first"
                 )
-        if self.getOutputFormat() == "vector" and self.getOutputMode() == "image":
-            raise ValueError("outputFormat='vector' applies to outputMode='vector' only")
         return T.StructType(fields + [T.StructField(n, t, True) for n, t in new])
 
     def _run(
@@ -164,7 +172,7 @@ class ImageModelBase(
     ) -> DataFrame:
         plan = dataclasses.replace(plan, model=ship_model(dataset.sparkSession, model))
         result = add_model_columns(dataset, plan, schema)  # only the image column goes to Python
-        if self.getOutputMode() == "vector" and self.getOutputFormat() == "vector":
+        if self.getOutputMode() == "vector":
             F = sql_functions(dataset)
             col = F.col(self.getOutputCol())  # array_to_vector fails on nulls: keep them null
             vector = F.when(col.isNull(), F.lit(None)).otherwise(array_to_vector(dataset)(col))
@@ -191,8 +199,9 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
     - Preprocessing Params (``inputSize``, ``channelOrder``, ``layout``, ``scale``, ``mean``,
       ``std``, ``resample``) win over the model's stored spec (metadata
       ``sparkonnx.preprocessing``), which wins over its input shape; the dtype is the input's.
-    - ``outputMode`` 'vector' (each row's output flattened; ``outputFormat`` 'array' or 'vector')
-      or 'image' (an image struct, channels back in BGR order, origin kept).
+    - ``outputMode``: each row's output flattened, as 'array' (default) or 'vector' (a Spark ML
+      DenseVector), or 'image' (an image struct, channels back in BGR order, origin kept);
+      ``outputFormat`` 'array' / 'vector' is the same choice (see `HasImageOutput`).
     - ``handleInvalid`` 'keep' (null output for null / undecodable images) or 'error';
       ``errorCol`` adds the reason per row. Every input column and row is kept.
     - ``precision`` 'int8' / 'int8-dynamic' / 'fp16': runs a gated lower-precision copy of the
@@ -201,10 +210,16 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
     """
 
     inputTensor: Param[str] = Param(
-        Params._dummy(), "inputTensor", "name of the model's image input", TypeConverters.toString
+        Params._dummy(),
+        "inputTensor",
+        "name of the model's image input (a tf.Tensor is taken by its name)",
+        _to_tensor_name,
     )
     outputTensor: Param[str] = Param(
-        Params._dummy(), "outputTensor", "name of the model output to keep", TypeConverters.toString
+        Params._dummy(),
+        "outputTensor",
+        "name of the model output to keep (a tf.Tensor is taken by its name)",
+        _to_tensor_name,
     )
 
     @keyword_only
@@ -217,7 +232,7 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
         modelFile: str | None = None,
         inputTensor: str | None = None,
         outputTensor: str | None = None,
-        outputMode: str = "vector",
+        outputMode: str = "array",
         channelOrder: str | None = None,
         layout: str | None = None,
         inputSize: list[int] | None = None,
@@ -317,7 +332,3 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
         pruned = pruned_model(model, [out_spec.name])
         sampling = image_sampling(self.getInputCol(), in_spec.name, pre)
         return precision_model(self, pruned, dataset, sampling, self.getDevice())
-
-
-#: sparkdl's name for :class:`ImageTransformer`.
-TFImageTransformer = ImageTransformer

@@ -29,6 +29,7 @@ from sparkonnx.spark_api.persistence import OnnxStagePersistence, OnnxStageWrite
 from sparkonnx.spark_api.runtime.executor import PreparedBatch
 from sparkonnx.spark_api.runtime.image_executor import errors_column, fail_on_errors
 from sparkonnx.spark_api.transformers.image_transformer import ImageModelBase, output_column, pick
+from sparkonnx.spark_api.transformers.keras_transformer import keras_file_to_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -187,11 +188,15 @@ class KerasImageFileTransformer(HasImageLoader, ImageModelBase):
       It is pickled with the task: a function defined at a module's top level travels by
       reference (its module must be importable on the executors, including a Spark Connect
       server's), a nested one by value. To save the stage, define it at a module's top level.
-    - ``outputMode`` 'vector' (flattened output; ``outputFormat`` 'array' or 'vector') or 'image'
-      (an NHWC output with RGB channels as an image struct, BGR, with the URI as origin).
+    - ``outputMode`` 'vector' (default, as sparkdl: the flattened output as a Spark ML
+      DenseVector), 'array' (the same as array<float>) or 'image' (an NHWC output with RGB
+      channels as an image struct, BGR, with the URI as origin); ``outputFormat`` 'vector' /
+      'array' is the same choice (set one, or both equal; see `HasImageOutput`).
     - A row whose URI is null or whose loader call fails gets a null output (reason in
       ``errorCol`` when set), or fails the task with ``handleInvalid='error'``.
     """
+
+    _default_output = "vector"
 
     @keyword_only
     def __init__(
@@ -208,7 +213,7 @@ class KerasImageFileTransformer(HasImageLoader, ImageModelBase):
         batchSize: int = 64,
         device: str = "auto",
         deviceId: int | None = None,
-        outputFormat: str = "array",
+        outputFormat: str = "vector",
     ) -> None:
         super().__init__()
         self._set_init_kwargs(self._input_kwargs)  # type: ignore[attr-defined]
@@ -216,11 +221,8 @@ class KerasImageFileTransformer(HasImageLoader, ImageModelBase):
     def _load_model_file(self, path: str) -> OnnxModel:
         if Path(path).suffix == ".onnx":
             return OnnxModel.from_path(path)
-        from sparkonnx.converters import from_keras
-
         logger.info("converting Keras model %s to ONNX on the driver", path)
-        result = from_keras(path)
-        return result.model
+        return keras_file_to_onnx(path)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         column = self.getInputCol()

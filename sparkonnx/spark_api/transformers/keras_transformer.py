@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from pyspark import keyword_only
@@ -17,8 +18,6 @@ from sparkonnx.spark_api.transformers.onnx_transformer import (
 )
 
 logger = logging.getLogger(__name__)
-
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 class KerasTransformer(TensorModelBase, HasInputCol, HasOutputCol, HasModelFile):
@@ -71,19 +70,20 @@ class KerasTransformer(TensorModelBase, HasInputCol, HasOutputCol, HasModelFile)
 
 
 def keras_file_to_onnx(path: str | os.PathLike[str], **options: Any) -> OnnxModel:
-    """Convert a `.keras` / `.h5` file to an OnnxModel (driver only; imports TensorFlow)."""
-    from pathlib import Path
+    """Convert what `model.save(path)` wrote (.keras, .h5, an unzipped .keras directory) to an
+    OnnxModel (driver only; imports TensorFlow)."""
+    from sparkonnx.converters.keras_source import KERAS_SUFFIXES, keras_file_kind
 
     p = Path(path)
-    if p.suffix.lower() not in KERAS_SUFFIXES:
+    if keras_file_kind(p) is None:
+        if not p.exists() and p.suffix.lower() in (*KERAS_SUFFIXES, ""):
+            raise FileNotFoundError(f"Keras model file not found: {p}")
         raise ValueError(
-            f"modelFile {str(p)!r} is not a Keras model file; KerasTransformer takes "
-            f"{', '.join(KERAS_SUFFIXES)} files (saved with model.save(path)). For an ONNX file "
-            "use ONNXTransformer, for a SavedModel TFTransformer with "
-            "TFInputGraph.fromSavedModelWithSignature"
+            f"modelFile {str(p)!r} is not a Keras model file; KerasTransformer takes what "
+            "model.save(path) writes: .keras, .h5 (or .hdf5) files, or an unzipped .keras "
+            "directory. For an ONNX file use ONNXTransformer, for a SavedModel TFTransformer "
+            "with TFInputGraph.fromSavedModelWithSignature"
         )
-    if not p.is_file():
-        raise FileNotFoundError(f"Keras model file not found: {p}")
     from sparkonnx.converters import from_keras
 
     result = from_keras(p, **options)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pyspark import keyword_only
 from typing_extensions import Self
 
 from sparkonnx.engine.model import OnnxModel
-from sparkonnx.spark_api.params import HasTensorMappings
+from sparkonnx.spark_api.params import HasTensorMappings, warn_ignored
 from sparkonnx.spark_api.persistence import ModelLike
 from sparkonnx.spark_api.transformers.onnx_transformer import TensorModelBase, check_inputs_fed
 from sparkonnx.spark_api.transformers.tf_input_graph import TFInputGraph
@@ -25,6 +26,7 @@ class TFTransformer(TensorModelBase, HasTensorMappings):
     `...WithSignature` graphs). Inputs of any rank: a flat array column is reshaped to the
     input's static dims, nested arrays keep their shape. `allowCast` defaults to True, as
     sparkdl fed double columns to float graphs. Saved in a Pipeline with the ONNX model inside.
+    sparkdl's ``tfHParms`` is accepted with a DeprecationWarning and ignored.
     """
 
     @keyword_only
@@ -39,9 +41,18 @@ class TFTransformer(TensorModelBase, HasTensorMappings):
         deviceId: int | None = None,
         outputFormat: str = "array",
         allowCast: bool = True,
+        tfHParms: Any = None,
     ) -> None:
         kwargs = dict(self._input_kwargs)
         graph = kwargs.pop("tfInputGraph", None)
+        if kwargs.pop("tfHParms", None) is not None:
+            warn_ignored(
+                "TFTransformer",
+                "tfHParms",
+                "the graph is converted to ONNX once, on the driver, so TensorFlow "
+                "hyper-parameters are fixed when the graph is built; set them in the graph "
+                "given to TFInputGraph.fromGraph / fromGraphDef / fromSavedModel",
+            )
         super().__init__()
         self._graph: TFInputGraph | None = None
         self._setDefault(allowCast=True)

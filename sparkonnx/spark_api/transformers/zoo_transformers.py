@@ -38,6 +38,26 @@ def _to_model_name(value: Any) -> str:
     return get_model(TypeConverters.toString(value)).name
 
 
+#: sparkdl's scaleHint values (Java AWT scaling hints, as its Scala featurizer resized with)
+#: -> the Pillow filter that resizes the same way: AWT's area averaging (SCALE_AREA_AVERAGING,
+#: SCALE_SMOOTH) is a box filter, its replicate filter (SCALE_DEFAULT, SCALE_FAST,
+#: SCALE_REPLICATE) nearest neighbour.
+SCALE_HINTS: dict[str, str] = {
+    "SCALE_AREA_AVERAGING": "box",
+    "SCALE_SMOOTH": "box",
+    "SCALE_DEFAULT": "nearest",
+    "SCALE_FAST": "nearest",
+    "SCALE_REPLICATE": "nearest",
+}
+
+
+def _to_scale_hint(value: Any) -> str:
+    text = TypeConverters.toString(value).upper()
+    if text not in SCALE_HINTS:
+        raise TypeError(f"scaleHint must be one of {', '.join(SCALE_HINTS)}; got {value!r}")
+    return text
+
+
 class _ZooStage(
     Transformer,
     HasInputCol,
@@ -51,6 +71,9 @@ class _ZooStage(
     """Params and model resolution shared by the two zoo transformers.
 
     ``seed`` seeds the random weights of ``weights=None`` (or 'none').
+
+    ``scaleHint`` (sparkdl's) picks the resize filter: see `SCALE_HINTS`; unset, images are
+    resized bilinearly, as the zoo models are checked.
 
     ``precision='int8'`` calibrates the zoo graph once on ``calibrationRows`` images sampled
     from the DataFrame being transformed (or ``calibrationPath``), gates it against fp32 (mean
@@ -66,6 +89,15 @@ class _ZooStage(
         "'imagenet' (Keras' cache), 'none' (random, seeded) or a Keras weights file path",
         TypeConverters.toString,
     )
+    scaleHint: Param[str] = Param(
+        Params._dummy(),
+        "scaleHint",
+        "sparkdl's resize hint: SCALE_AREA_AVERAGING / SCALE_SMOOTH (box filter) or "
+        "SCALE_DEFAULT / SCALE_FAST / SCALE_REPLICATE (nearest); unset: bilinear, the resize "
+        "the zoo models are checked with",
+        _to_scale_hint,
+    )
+
     _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
     _output_tensor = "features"
 
@@ -91,6 +123,12 @@ class _ZooStage(
     def setWeights(self, value: str | None) -> Self:
         """'imagenet', a Keras weights file, or None / 'none' for random (seeded) weights."""
         return self._set(weights="none" if value is None else value)
+
+    def getScaleHint(self) -> str | None:
+        return self.getOrDefault(self.scaleHint) if self.isDefined(self.scaleHint) else None
+
+    def setScaleHint(self, value: str) -> Self:
+        return self._set(scaleHint=value)
 
     def getModel(self) -> OnnxModel:
         """The built ONNX graph (from the disk cache when it is there)."""
@@ -121,7 +159,9 @@ class _ZooStage(
         return STAGE_CACHE.get_or_build(key, partial(self._new_inner, output_col, output_format))
 
     def _new_inner(self, output_col: str, output_format: str) -> ImageTransformer:
+        hint = self.getScaleHint()
         return ImageTransformer(
+            resample=SCALE_HINTS[hint] if hint else None,
             inputCol=self.getInputCol(),
             outputCol=output_col,
             model=self.getModel(),
@@ -155,6 +195,7 @@ class DeepImageFeaturizer(_ZooStage):
         modelName: str | None = None,
         weights: str | None = "imagenet",
         seed: int = 0,
+        scaleHint: str | None = None,
         batchSize: int = 32,
         device: str = "auto",
         deviceId: int | None = None,
@@ -212,6 +253,7 @@ class DeepImagePredictor(_ZooStage):
         topK: int = 5,
         weights: str | None = "imagenet",
         seed: int = 0,
+        scaleHint: str | None = None,
         batchSize: int = 32,
         device: str = "auto",
         deviceId: int | None = None,
