@@ -131,8 +131,9 @@ class KerasImageFileEstimator(
     - ``outputMode``, ``outputFormat``, ``handleInvalid``, ``errorCol``, ``batchSize``,
       ``device``, ``deviceId``: passed on to the fitted model (training fails on any
       unreadable row). The fitted model's output is a Spark ML DenseVector by default
-      (outputMode 'vector', as sparkdl), what ``BinaryClassificationEvaluator(rawPredictionCol=...)`` and the other
-      evaluators read; the output settings are checked before any image is loaded.
+      (outputMode 'vector', as sparkdl), what the evaluators read
+      (``BinaryClassificationEvaluator(rawPredictionCol=...)``); the output settings are
+      checked before any image is loaded.
 
     `fit` trains on the driver; `fitMultiple` trains one param map per Spark task, which needs
     TensorFlow on the executors. The data is gathered once and must fit one worker's memory.
