@@ -31,7 +31,9 @@ STAGES = sorted(
     key=lambda cls: cls.__name__,
 )
 #: `__init__` keywords that take the model itself, not a Param.
-MODEL_KEYWORDS = {"model", "tfInputGraph"}
+MODEL_KEYWORDS = {"model", "tfInputGraph", "graph"}
+#: sparkdl keywords accepted with a DeprecationWarning and ignored (no Param behind them).
+DEPRECATED_KEYWORDS = {"tfHParms"}
 #: Valid values for each Param; the first that is not the stage's default is used.
 SAMPLES: dict[str, list[Any]] = {
     "inputCol": ["in_col"],
@@ -51,7 +53,7 @@ SAMPLES: dict[str, list[Any]] = {
     "calibrationRows": [64],
     "calibrationSeed": [3],
     "precisionTolerance": [{"cosine": 0.9}],
-    "outputMode": ["image"],
+    "outputMode": ["vector", "array"],  # the same order as outputFormat: both must agree
     "handleInvalid": ["error"],
     "errorCol": ["why"],
     "channelOrder": ["BGR"],
@@ -61,6 +63,7 @@ SAMPLES: dict[str, list[Any]] = {
     "mean": [[1.0, 2.0, 3.0]],
     "std": [[2.0]],
     "resample": ["nearest"],
+    "scaleHint": ["SCALE_AREA_AVERAGING"],
     "inputTensor": ["image"],
     "outputTensor": ["scores"],
     "imageLoader": [f"{__name__}:load_image"],
@@ -136,9 +139,10 @@ def test_params_are_exactly_the_init_keywords_with_the_same_defaults(cls: type) 
     stage = cls()
     kwargs = keywords(cls)
     params = {p.name for p in stage.params}
-    assert params == set(kwargs) - MODEL_KEYWORDS, (
+    assert params == set(kwargs) - MODEL_KEYWORDS - DEPRECATED_KEYWORDS, (
         f"{cls.__name__}: Params not taken by __init__: {sorted(params - set(kwargs))}; "
-        f"__init__ keywords that are no Param: {sorted(set(kwargs) - params - MODEL_KEYWORDS)}"
+        f"__init__ keywords that are no Param: "
+        f"{sorted(set(kwargs) - params - MODEL_KEYWORDS - DEPRECATED_KEYWORDS)}"
     )
     for name in params:
         keyword = kwargs[name]

@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from pyspark import keyword_only
+
 from sparkonnx.compat.tf_graph import IMAGE_INPUT_PLACEHOLDER_NAME
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.spark_api.persistence import ModelLike
 from sparkonnx.spark_api.transformers.image_transformer import ImageTransformer
 
 logger = logging.getLogger(__name__)
@@ -51,8 +54,40 @@ class TFImageTransformer(ImageTransformer):
 
     _default_output = "vector"
 
-    def __init__(self, *, graph: Any = None, **kwargs: Any) -> None:
+    @keyword_only
+    def __init__(
+        self,
+        *,
+        graph: Any = None,
+        inputCol: str | None = None,
+        outputCol: str | None = None,
+        model: ModelLike | None = None,
+        modelFile: str | None = None,
+        inputTensor: Any = None,
+        outputTensor: Any = None,
+        outputMode: str = "vector",
+        channelOrder: str | None = None,
+        layout: str | None = None,
+        inputSize: list[int] | None = None,
+        scale: float | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        resample: str | None = None,
+        handleInvalid: str = "keep",
+        errorCol: str | None = None,
+        batchSize: int = 64,
+        device: str = "auto",
+        deviceId: int | None = None,
+        outputFormat: str = "vector",
+        precision: str = "fp32",
+        calibrationPath: str | None = None,
+        calibrationRows: int = 128,
+        calibrationSeed: int = 0,
+        precisionTolerance: dict[str, float] | None = None,
+    ) -> None:
         """As `ImageTransformer`, plus ``graph`` (a frozen tf.Graph or GraphDef)."""
+        kwargs = dict(self._input_kwargs)  # type: ignore[attr-defined]
+        graph = kwargs.pop("graph", None)
         if graph is not None and (kwargs.get("model") is not None or kwargs.get("modelFile")):
             raise ValueError("give TFImageTransformer either graph= (TF) or model= / modelFile=")
         super().__init__(**kwargs)
