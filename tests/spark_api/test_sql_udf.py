@@ -278,16 +278,16 @@ def tiny_keras_cnn(keras, size=32):
     )
 
 
-def keras_load_img(fpath):
-    """The guide's preprocessor, with the stand-in model's size."""
-    from keras.preprocessing.image import img_to_array, load_img
-
-    img = load_img(fpath, target_size=(32, 32))
-    return img_to_array(img).astype(np.uint8)
-
-
 def test_sparkdl_guide_block_on_photos_of_different_sizes(any_spark, photos, workdir):
     keras = pytest.importorskip("keras")
+
+    def keras_load_img(fpath):  # local: pickled by value (Connect's workers cannot import tests)
+        """The guide's preprocessor, with the stand-in model's size."""
+        from keras.preprocessing.image import img_to_array, load_img
+
+        img = load_img(fpath, target_size=(32, 32))
+        return img_to_array(img).astype(np.uint8)
+
     sample_img_dir = workdir / "sample_images"
     sample_img_dir.mkdir()
     for i, photo in enumerate(photos):
