@@ -2,8 +2,9 @@
 
 Everything goes through DataFrame writers (no JVM calls), so it works on classic Spark and on
 Spark Connect and with any file system Spark can write to. Layout under `path`:
-`metadata/` (pyspark.ml's JSON metadata, loadable by `DefaultParamsReader`) and `model/`
-(parquet with the model's sha256 and bytes).
+`metadata/` (pyspark.ml's JSON metadata, loadable by `DefaultParamsReader`), `model/`
+(parquet with the model's sha256 and bytes) and one such folder per other artifact a stage
+carries (`tokenizer/` for the text stages), their hashes in the metadata's `artifacts`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,13 @@ class OnnxStageWriter(MLWriter):
         spark = self.sparkSession
         mode = "overwrite" if self.shouldOverwrite else "error"
         model = self.instance._model_for_saving()
-        extra = {"modelSha256": model.sha256 if model else None}
+        artifacts = {
+            name: (hashlib.sha256(data).hexdigest(), data)
+            for name, data in self.instance._artifacts_for_saving().items()
+        }
+        extra: dict[str, Any] = {"modelSha256": model.sha256 if model else None}
+        if artifacts:
+            extra["artifacts"] = {name: sha for name, (sha, _) in artifacts.items()}
         metadata = DefaultParamsWriter._get_metadata_to_save(
             cast(Params, self.instance), spark, extra
         )
@@ -55,9 +62,30 @@ class OnnxStageWriter(MLWriter):
             os.path.join(path, "metadata")
         )
         if model is not None:
-            spark.createDataFrame(
-                [(model.sha256, bytearray(model.model_bytes))], "sha256 string, model binary"
-            ).coalesce(1).write.mode(mode).parquet(os.path.join(path, "model"))
+            _write_blob(spark, mode, os.path.join(path, "model"), model.sha256, model.model_bytes)
+        for name, (sha, data) in artifacts.items():
+            _write_blob(spark, mode, os.path.join(path, name), sha, data)
+
+
+def _write_blob(spark: Any, mode: str, folder: str, sha256: str, data: bytes) -> None:
+    """One row (sha256, bytes) as parquet under `folder` (column `model`, as stages always had)."""
+    spark.createDataFrame([(sha256, bytearray(data))], "sha256 string, model binary").coalesce(
+        1
+    ).write.mode(mode).parquet(folder)
+
+
+def _read_blob(spark: Any, folder: str, sha256: str, what: str) -> bytes:
+    """The bytes `_write_blob` stored under `folder`, checked against the recorded sha256."""
+    row = spark.read.parquet(folder).head()
+    if row is None:
+        raise ValueError(f"no {what} stored under {folder}")
+    data = bytes(row["model"])
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(
+            f"the {what} stored under {folder} does not match the sha256 "
+            f"recorded in its metadata ({sha256[:12]}...); the saved stage is corrupt"
+        )
+    return data
 
 
 class OnnxStageReader(MLReader, Generic[RW]):
@@ -83,16 +111,11 @@ class OnnxStageReader(MLReader, Generic[RW]):
         DefaultParamsReader.getAndSetParams(instance, metadata)
         sha = metadata.get("modelSha256")
         if sha:
-            row = spark.read.parquet(os.path.join(path, "model")).head()
-            if row is None:
-                raise ValueError(f"no ONNX model stored under {path}/model")
-            data = bytes(row["model"])
-            if hashlib.sha256(data).hexdigest() != sha:
-                raise ValueError(
-                    f"the ONNX model stored under {path}/model does not match the sha256 "
-                    f"recorded in its metadata ({sha[:12]}...); the saved stage is corrupt"
-                )
+            data = _read_blob(spark, os.path.join(path, "model"), sha, "ONNX model")
             instance._set_loaded_model(OnnxModel.from_bytes(data, source=f"{path}/model"))
+        for name, sha in (metadata.get("artifacts") or {}).items():
+            blob = _read_blob(spark, os.path.join(path, name), sha, name)
+            instance._set_loaded_artifact(name, blob)
         return instance
 
 
@@ -119,6 +142,13 @@ class OnnxStagePersistence(MLReadable, MLWritable):
 
     def _set_loaded_model(self, model: OnnxModel) -> None:
         raise NotImplementedError
+
+    def _artifacts_for_saving(self) -> dict[str, bytes]:
+        """Other bytes the stage needs (e.g. a tokenizer), by a folder name beside `model/`."""
+        return {}
+
+    def _set_loaded_artifact(self, name: str, data: bytes) -> None:
+        raise ValueError(f"{type(self).__name__} does not know the saved artifact {name!r}")
 
 
 class HoldsOnnxModel(OnnxStagePersistence):

@@ -62,6 +62,9 @@ class PreparedBatch:
     extra: tuple[tuple[str, pa.Array], ...] = field(default=())
 
 
+RunHook = Callable[[ModelSession, dict[str, np.ndarray], int, list[str]], dict[str, np.ndarray]]
+
+
 @dataclass(frozen=True)
 class InferencePlan:
     """Plain values a task needs: the model reference, the column <-> tensor maps and options."""
@@ -76,6 +79,9 @@ class InferencePlan:
     #: Optional hook: batch -> PreparedBatch (a picklable module-level function or partial).
     #: None: each input column is converted with `column_to_tensor`.
     prepare: Callable[[pa.RecordBatch], PreparedBatch] | None = None
+    #: Optional hook: (session, feeds, batch_size, output names) -> outputs by name, one row
+    #: per feed row (the text stages' length-bucketed runs). None: `ModelSession.run`.
+    run: RunHook | None = None
 
 
 def _task_resources() -> tuple[int | None, int | None]:
@@ -135,7 +141,11 @@ def infer_columns(
     if rows is not None and not rows.any():
         columns += [(out.column, pa.nulls(batch.num_rows, out.arrow_type)) for out in plan.outputs]
     else:
-        results = session.run(prepared.feeds, plan.batch_size, [out.output for out in plan.outputs])
+        names = [out.output for out in plan.outputs]
+        if plan.run is not None:
+            results = plan.run(session, prepared.feeds, plan.batch_size, names)
+        else:
+            results = session.run(prepared.feeds, plan.batch_size, names)
         for out in plan.outputs:
             values = out.to_arrow(results[out.output], batch, rows)
             columns.append((out.column, values if rows is None else _scatter(values, rows)))
