@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from sparkonnx.converters.progress import Stages
 from sparkonnx.engine.model import OnnxModel
 
 logger = logging.getLogger(__name__)
+
+_SHAPE_INFERENCE_DUMP = "sym_shape_infer_temp.onnx"  # onnxruntime.tools.symbolic_shape_infer
 
 __all__ = ["Int8Options", "pre_process", "to_int8"]
 
@@ -52,9 +55,11 @@ def pre_process(model: OnnxModel, tmp: Path) -> Path:
     symbolic = importlib.util.find_spec("sympy") is not None
     if not symbolic:
         logger.info("sympy is not installed: pre-processing with ONNX shape inference only")
+    started = time.time()
     try:
         quant_pre_process(str(source), str(target), skip_symbolic_shape=not symbolic)
     except Exception as exc:  # the optimizer or shape inference gave up: quantize as is
+        _remove_shape_inference_dump(started)
         logger.warning(
             "%s: ONNX Runtime's quantization pre-processing failed (%s); quantizing the model "
             "without it",
@@ -63,6 +68,29 @@ def pre_process(model: OnnxModel, tmp: Path) -> Path:
         )
         return source
     return target
+
+
+def _remove_shape_inference_dump(since: float) -> None:
+    """Delete the partial model (and its external data) that ONNX Runtime's symbolic shape
+    inference writes into the working directory when it gives up."""
+    dump = Path(_SHAPE_INFERENCE_DUMP)
+    if not dump.is_file() or dump.stat().st_mtime < since - 1:
+        return
+    try:
+        proto = onnx.load_model(str(dump), load_external_data=False)
+        locations = {
+            entry.value
+            for tensor in proto.graph.initializer
+            for entry in tensor.external_data
+            if entry.key == "location"
+        }
+    except Exception:  # unreadable: remove the dump alone
+        locations = set()
+    for location in locations:
+        data = Path(location)
+        if data.parent == Path(".") and data.is_file() and data.stat().st_mtime >= since - 1:
+            data.unlink()
+    dump.unlink()
 
 
 def to_int8(
