@@ -30,8 +30,9 @@ STAGES = sorted(
     },
     key=lambda cls: cls.__name__,
 )
-#: `__init__` keywords that take the model itself, not a Param.
-MODEL_KEYWORDS = {"model", "tfInputGraph"}
+#: `__init__` keywords that take the model (or the text stages' tokenizer) itself, not a Param.
+MODEL_KEYWORDS = {"model", "tfInputGraph", "tokenizer"}
+TOKENIZER = Path(__file__).parent.parent / "fixtures" / "text" / "minilm-uncased-tokenizer.json"
 #: Valid values for each Param; the first that is not the stage's default is used.
 SAMPLES: dict[str, list[Any]] = {
     "inputCol": ["in_col"],
@@ -72,6 +73,11 @@ SAMPLES: dict[str, list[Any]] = {
     "kerasLoss": ["mse"],
     "kerasFitParams": [{"epochs": 3, "batch_size": 4}],
     "maxTrainingDataBytes": [4096],
+    "tokenizerFile": [str(TOKENIZER)],  # a real file: saving a text stage stores its bytes
+    "maxLength": [32],
+    "pooling": ["cls"],
+    "normalize": [False],
+    "modelOutput": ["last_hidden_state"],
 }
 
 
