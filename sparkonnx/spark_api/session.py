@@ -19,11 +19,6 @@ def is_connect(spark: Any) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
-def session_of(dataset: Any) -> Any:
-    """The SparkSession a DataFrame belongs to (classic or Connect)."""
-    return dataset.sparkSession
-
-
 def active_session(spark: Any = None, hint: str = "pass spark=<session>") -> Any:
     """`spark` when given; else the active classic session, else the active Connect one.
 
