@@ -68,6 +68,9 @@ _EXPORTS: dict[str, str] = {
     "imageStructToArray": "sparkonnx.spark_api.images.structs",
     "imageArrayToStruct": "sparkonnx.spark_api.images.structs",
     "imageStructToPIL": "sparkonnx.spark_api.images.structs",
+    "register_image_loader": "sparkonnx.spark_api.runtime.code_names",
+    "UntrustedCodeError": "sparkonnx.spark_api.runtime.code_names",
+    "InvalidStageError": "sparkonnx.spark_api.persistence",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -117,6 +120,8 @@ if TYPE_CHECKING:  # pragma: no cover
         imageStructToArray,
         imageStructToPIL,
     )
+    from sparkonnx.spark_api.persistence import InvalidStageError
+    from sparkonnx.spark_api.runtime.code_names import UntrustedCodeError, register_image_loader
     from sparkonnx.spark_api.sql import register_udf, registerKerasImageUDF
     from sparkonnx.spark_api.training.data import TrainingDataTooLargeError
     from sparkonnx.spark_api.training.job import KerasTrainingError, TrainingDependencyError

@@ -4,12 +4,21 @@ Everything goes through DataFrame writers (no JVM calls), so it works on classic
 Spark Connect and with any file system Spark can write to. Layout under `path`:
 `metadata/` (pyspark.ml's JSON metadata, loadable by `DefaultParamsReader`) and `model/`
 (parquet with the model's sha256 and bytes).
+
+Trust rule: loading a stage runs no code it was not given. The ONNX model is data; a Param
+naming a function (``imageLoader``) loads only when that name is registered in this process
+(`sparkonnx.register_image_loader`, or a function handed to a stage here) or listed in
+``load(path, trusted=[...])``; standard-library and builtins names never load. Bad metadata
+(not JSON, no ``uid`` / ``paramMap`` / ``class``, unknown Params) is an `InvalidStageError`
+naming the file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Iterable
 from typing import Any, Generic, TypeVar, cast
 
 from pyspark.ml.param import Params
@@ -26,6 +35,7 @@ from typing_extensions import Self
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.spark_api import current_class_path
 from sparkonnx.spark_api.params import set_given
+from sparkonnx.spark_api.runtime.code_names import require_trusted
 
 RW = TypeVar("RW", bound="OnnxStagePersistence")
 
@@ -60,17 +70,95 @@ class OnnxStageWriter(MLWriter):
             ).coalesce(1).write.mode(mode).parquet(os.path.join(path, "model"))
 
 
-class OnnxStageReader(MLReader, Generic[RW]):
-    """Reads what OnnxStageWriter wrote, checking the class name and the model's hash."""
+class InvalidStageError(ValueError):
+    """A saved stage that cannot be loaded: unreadable or incomplete metadata, an unknown Param,
+    a value its Param refuses, or a missing / corrupt model. The message names the file."""
 
-    def __init__(self, cls: type[RW]) -> None:
+
+def read_metadata(spark: Any, path: str) -> dict[str, Any]:
+    """The JSON metadata a stage saved under ``path``; InvalidStageError naming what is wrong."""
+    where = os.path.join(path, "metadata")
+    try:
+        rows = spark.read.text(where).head(1)
+    except Exception as exc:  # AnalysisException (no such path), unreadable files...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidStageError(
+            f"cannot read the saved stage's metadata {where}: {first}. Is {path} a stage saved "
+            "with .save(path)? (after editing its files by hand, delete the .crc files too)"
+        ) from exc
+    if not rows:
+        raise InvalidStageError(f"the saved stage's metadata {where} is empty")
+    text = rows[0][0]
+    try:
+        metadata = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidStageError(
+            f"the saved stage's metadata {where} is not JSON ({exc}): {text[:80]!r}"
+        ) from None
+    if not isinstance(metadata, dict):
+        raise InvalidStageError(
+            f"the saved stage's metadata {where} is a JSON {type(metadata).__name__}, not the "
+            "object pyspark.ml writes"
+        )
+    missing = [k for k in ("class", "uid", "paramMap") if k not in metadata]
+    if missing:
+        raise InvalidStageError(
+            f"the saved stage's metadata {where} misses {', '.join(map(repr, missing))}; it "
+            f"has {sorted(metadata)}"
+        )
+    for key in ("paramMap", "defaultParamMap"):
+        if not isinstance(metadata.get(key, {}), dict):
+            raise InvalidStageError(
+                f"the saved stage's metadata {where}: {key!r} must be a JSON object, found "
+                f"{metadata[key]!r}"
+            )
+    if not isinstance(metadata["class"], str) or not isinstance(metadata["uid"], str):
+        raise InvalidStageError(
+            f"the saved stage's metadata {where}: 'class' and 'uid' must be strings, found "
+            f"{metadata['class']!r} and {metadata['uid']!r}"
+        )
+    return metadata
+
+
+def _saved_params(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Every Param value the metadata sets, defaults included (a default is a value too)."""
+    return {**metadata.get("defaultParamMap", {}), **metadata["paramMap"]}
+
+
+def set_saved_params(instance: Params, metadata: dict[str, Any], where: str) -> None:
+    """Set the metadata's Params on ``instance``; InvalidStageError for an unknown Param or a
+    value its Param refuses."""
+    saved = _saved_params(metadata)
+    unknown = sorted(name for name in saved if not instance.hasParam(name))
+    if unknown:
+        known = sorted(p.name for p in instance.params)
+        raise InvalidStageError(
+            f"the saved stage's metadata {where} sets {', '.join(map(repr, unknown))}, which "
+            f"{type(instance).__name__} does not have; its Params are {known}"
+        )
+    try:
+        DefaultParamsReader.getAndSetParams(
+            cast(Any, instance), {"sparkVersion": "4.0", "defaultParamMap": {}, **metadata}
+        )
+    except (TypeError, ValueError, KeyError, AssertionError) as exc:
+        raise InvalidStageError(
+            f"the saved stage's metadata {where} holds a value its Param refuses: {exc}"
+        ) from exc
+
+
+class OnnxStageReader(MLReader, Generic[RW]):
+    """Reads what OnnxStageWriter wrote, checking the class name, the Params, the names of any
+    code it would run (`OnnxStagePersistence._CODE_PARAMS`) and the model's hash."""
+
+    def __init__(self, cls: type[RW], trusted: Iterable[str] = ()) -> None:
         super().__init__()
         self.cls = cls
+        self.trusted = tuple(trusted)
 
     def load(self, path: str) -> RW:
         spark = self.sparkSession
         expected = f"{self.cls.__module__}.{self.cls.__name__}"
-        metadata = DefaultParamsReader.loadMetadata(path, spark)
+        metadata = read_metadata(spark, path)
         saved = current_class_path(metadata["class"])  # a save from before the reshaping
         if saved != expected:
             raise TypeError(
@@ -78,26 +166,51 @@ class OnnxStageReader(MLReader, Generic[RW]):
                 f"{self.cls.__name__}.load reads {expected} stages: load it with "
                 f"{saved.rpartition('.')[2]}.load or PipelineModel.load"
             )
+        where = os.path.join(path, "metadata")
+        values = _saved_params(metadata)
+        for name in self.cls._CODE_PARAMS:  # before anything is set, imported or called
+            if values.get(name) is not None:
+                require_trusted(values[name], where, self.trusted, what=name)
         instance = self.cls()
         cast(Params, instance)._resetUid(metadata["uid"])
-        DefaultParamsReader.getAndSetParams(instance, metadata)
+        set_saved_params(cast(Params, instance), metadata, where)
         sha = metadata.get("modelSha256")
         if sha:
-            row = spark.read.parquet(os.path.join(path, "model")).head()
-            if row is None:
-                raise ValueError(f"no ONNX model stored under {path}/model")
-            data = bytes(row["model"])
-            if hashlib.sha256(data).hexdigest() != sha:
-                raise ValueError(
-                    f"the ONNX model stored under {path}/model does not match the sha256 "
-                    f"recorded in its metadata ({sha[:12]}...); the saved stage is corrupt"
-                )
-            instance._set_loaded_model(OnnxModel.from_bytes(data, source=f"{path}/model"))
+            instance._set_loaded_model(_read_model(spark, path, sha))
         return instance
 
 
+def _read_model(spark: Any, path: str, sha: str) -> OnnxModel:
+    where = os.path.join(path, "model")
+    try:
+        row = spark.read.parquet(where).head()
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidStageError(
+            f"the saved stage's metadata records a model (sha256 {sha[:12]}...) but {where} "
+            f"cannot be read: {first}"
+        ) from exc
+    if row is None or "model" not in row.asDict():
+        raise InvalidStageError(f"no ONNX model stored under {where}")
+    data = bytes(row["model"])
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise InvalidStageError(
+            f"the ONNX model stored under {where} does not match the sha256 recorded in its "
+            f"metadata ({sha[:12]}...); the saved stage is corrupt"
+        )
+    return OnnxModel.from_bytes(data, source=where)
+
+
 class OnnxStagePersistence(MLReadable, MLWritable):
-    """Mixin: `write()` / `read()` for stages that carry an ONNX model."""
+    """Mixin: `write()` / `read()` for stages that carry an ONNX model.
+
+    Loading never imports code the user did not approve: Params listed in `_CODE_PARAMS` hold
+    'module:function' names, which must be registered in this process or passed in
+    ``load(path, trusted=[...])`` (see `sparkonnx.spark_api.runtime.code_names`).
+    """
+
+    #: Params whose saved value names a function to import and run (checked on load).
+    _CODE_PARAMS: tuple[str, ...] = ()
 
     def write(self) -> OnnxStageWriter:
         return OnnxStageWriter(self)
@@ -106,12 +219,14 @@ class OnnxStagePersistence(MLReadable, MLWritable):
         self.write().save(path)
 
     @classmethod
-    def read(cls: type[RW]) -> OnnxStageReader[RW]:
-        return OnnxStageReader(cls)
+    def read(cls: type[RW], trusted: Iterable[str] = ()) -> OnnxStageReader[RW]:
+        """A reader; ``trusted``: code names (e.g. 'mypkg.loaders:load') it may import."""
+        return OnnxStageReader(cls, trusted)
 
     @classmethod
-    def load(cls: type[RW], path: str) -> RW:
-        return cls.read().load(path)
+    def load(cls: type[RW], path: str, trusted: Iterable[str] = ()) -> RW:
+        """The stage saved under ``path``; ``trusted``: code names it may import and run."""
+        return cls.read(trusted).load(path)
 
     # hooks the stage implements
     def _model_for_saving(self) -> OnnxModel | None:

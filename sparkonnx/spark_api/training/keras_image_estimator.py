@@ -206,6 +206,7 @@ class KerasImageFileEstimator(
             raise ValueError(
                 "KerasImageFileEstimator needs imageLoader=<function uri -> numpy array>"
             )
+        resolve_loader(self.getImageLoader())  # a bad or forged name fails here, before any job
         probe = partial(probe_partition, self.getImageLoader(), column, self._spec(start))
         row = (
             dataset.select(column)

@@ -9,7 +9,6 @@ import TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 from collections.abc import Callable
 from functools import partial
@@ -26,6 +25,13 @@ from typing_extensions import Self
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.spark_api.persistence import OnnxStagePersistence, OnnxStageWriter
+from sparkonnx.spark_api.runtime.code_names import (
+    UntrustedCodeError,
+    check_code_name,
+    code_name_of,
+    remember_trusted_function,
+    resolve_code_name,
+)
 from sparkonnx.spark_api.runtime.executor import PreparedBatch
 from sparkonnx.spark_api.runtime.image_executor import errors_column, fail_on_errors
 from sparkonnx.spark_api.transformers.image_transformer import ImageModelBase, output_column, pick
@@ -40,8 +46,10 @@ ImageLoader = Callable[[str], np.ndarray]
 
 def _to_loader(value: Any) -> ImageLoader | str:
     if callable(value):
+        remember_trusted_function(value)  # the user handed it over: its saved name may load
         return value
     if isinstance(value, str) and ":" in value:
+        check_code_name(value)  # standard library / builtins names are refused outright
         return value
     raise TypeError(
         "imageLoader must be a function uri -> numpy array, or its import path "
@@ -53,36 +61,33 @@ def loader_path(loader: ImageLoader | str) -> str:
     """The 'module:qualname' import path of ``loader``; ValueError if it cannot be imported."""
     if isinstance(loader, str):
         return loader
-    module = getattr(loader, "__module__", None)
-    qualname = getattr(loader, "__qualname__", "")
-    if module and "<" not in qualname:
+    name = code_name_of(loader)
+    if name is not None:
         try:
-            if resolve_loader(f"{module}:{qualname}") is loader:
-                if module == "__main__":
+            if resolve_loader(name) is loader:
+                if name.startswith("__main__:"):
                     logger.warning(
                         "imageLoader %s is defined in __main__: loading this stage needs a "
                         "script defining it too",
-                        qualname,
+                        name,
                     )
-                return f"{module}:{qualname}"
-        except (ImportError, AttributeError):
+                return name
+        except (ImportError, AttributeError, UntrustedCodeError):
             pass
     raise ValueError(
         f"cannot save imageLoader {loader!r}: only functions importable by name (defined at the "
-        "top level of a module, not lambdas or nested functions) can be saved. Move it into a "
-        "module, or pass its import path, e.g. imageLoader='mypackage.loaders:load_image'"
+        "top level of a module, not lambdas or nested functions, and not from the standard "
+        "library) can be saved. Move it into a module, or pass its import path, e.g. "
+        "imageLoader='mypackage.loaders:load_image'"
     )
 
 
 def resolve_loader(loader: ImageLoader | str) -> ImageLoader:
-    """The loader function itself (imported when given as 'module:qualname')."""
+    """The loader function itself (imported when given as 'module:qualname', see
+    `sparkonnx.spark_api.runtime.code_names` for the names refused)."""
     if not isinstance(loader, str):
         return loader
-    module_name, _, qualname = loader.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
+    return resolve_code_name(loader)
 
 
 class HasImageLoader(Params):
@@ -94,6 +99,9 @@ class HasImageLoader(Params):
         "function uri -> numpy array run on the executors (or its 'module:function' path)",
         _to_loader,
     )
+
+    #: Loading checks this Param's saved name before importing it (`OnnxStageReader`).
+    _CODE_PARAMS = ("imageLoader",)
 
     def getImageLoader(self) -> ImageLoader | str:
         return self.getOrDefault(self.imageLoader)
@@ -188,6 +196,9 @@ class KerasImageFileTransformer(HasImageLoader, ImageModelBase):
       It is pickled with the task: a function defined at a module's top level travels by
       reference (its module must be importable on the executors, including a Spark Connect
       server's), a nested one by value. To save the stage, define it at a module's top level.
+      Loading a saved stage imports its loader only when trusted: a function given to a stage
+      in this process, one registered with ``sparkonnx.register_image_loader``, or a name in
+      ``load(path, trusted=[...])``; standard-library names are always refused.
     - ``outputMode`` 'vector' (default, as sparkdl: the flattened output as a Spark ML
       DenseVector), 'array' (the same as array<float>) or 'image' (an NHWC output with RGB
       channels as an image struct, BGR, with the URI as origin); ``outputFormat`` 'vector' /
@@ -239,6 +250,7 @@ class KerasImageFileTransformer(HasImageLoader, ImageModelBase):
             raise ValueError(
                 "KerasImageFileTransformer needs imageLoader=<function uri -> numpy array>"
             )
+        resolve_loader(self.getImageLoader())  # a bad or forged name fails here, before any job
         model = self.getModel()
         in_spec = pick(model.inputs, None, "input", "a single-input model")
         if in_spec.rank is None or in_spec.rank < 2:
