@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from sparkonnx.cli.exit_codes import EXIT_CODES_HELP, EXIT_OK
+from sparkonnx.cli.exit_codes import EXIT_CODES_HELP, EXIT_OK, EXIT_SOURCE
 
 
 def add_parser(subparsers: Any) -> None:
@@ -19,6 +20,9 @@ def add_parser(subparsers: Any) -> None:
         epilog="""examples:
   sparkonnx inspect model.onnx
   sparkonnx inspect model.onnx --json | jq .inputs
+
+Exits 3 when the file is not a valid ONNX model (or its external data lies outside its
+folder), and when no installed ONNX Runtime provider can run it (the reason is printed).
 
 """
         + EXIT_CODES_HELP,
@@ -35,4 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
     report = inspect_model(args.model, check_providers=not args.no_providers)
     print(report.to_json() if args.json else report.render())
+    if report.providers and not any(report.providers.values()):
+        reasons = "; ".join(f"{p}: {why}" for p, why in report.provider_errors.items())
+        print(
+            f"sparkonnx inspect: no installed provider can run {args.model}: {reasons}",
+            file=sys.stderr,
+        )
+        return EXIT_SOURCE
     return EXIT_OK

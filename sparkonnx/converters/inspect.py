@@ -11,6 +11,7 @@ from typing import Any
 from sparkonnx.converters import metadata
 from sparkonnx.converters.quiet import silenced
 from sparkonnx.engine.model import OnnxModel, TensorSpec
+from sparkonnx.engine.runnable import explain_session_error
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ModelReport:
     metadata: dict[str, str]
     parity: dict[str, Any] | None
     providers: dict[str, bool] = field(default_factory=dict)  # provider -> runs this model
+    provider_errors: dict[str, str] = field(default_factory=dict)  # provider -> why it cannot
 
     def to_dict(self) -> dict[str, Any]:
         def spec(s: TensorSpec) -> dict[str, Any]:
@@ -45,6 +47,7 @@ class ModelReport:
             "metadata": self.metadata,
             "parity": self.parity,
             "providers": self.providers,
+            "provider_errors": self.provider_errors,
         }
 
     def render(self) -> str:
@@ -77,6 +80,7 @@ class ModelReport:
                 f"providers {usable}"
                 + (f" (installed, cannot run: {unusable})" if unusable else "")
             )
+            lines.extend(f"  {p}: {why}" for p, why in self.provider_errors.items())
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -89,19 +93,33 @@ def _short(value: str, limit: int = 100) -> str:
 
 def usable_providers(model: OnnxModel) -> dict[str, bool]:
     """For each provider the installed onnxruntime has, whether it can create a session."""
+    return provider_report(model)[0]
+
+
+def provider_report(model: OnnxModel) -> tuple[dict[str, bool], dict[str, str]]:
+    """({provider: can run the model}, {provider: why not}) for every installed provider."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 4
-    result = {}
+    usable: dict[str, bool] = {}
+    errors: dict[str, str] = {}
     for provider in ort.get_available_providers():
+        short = provider.removesuffix("ExecutionProvider")
         try:
             with silenced():
                 session = ort.InferenceSession(model.model_bytes, options, providers=[provider])
-            result[provider] = session.get_providers()[:1] == [provider]
-        except Exception:
-            result[provider] = False
-    return result
+        except Exception as exc:
+            usable[provider] = False
+            errors[provider] = explain_session_error(model, exc, short)
+            continue
+        usable[provider] = session.get_providers()[:1] == [provider]
+        if not usable[provider]:
+            errors[provider] = (
+                f"the session fell back to {session.get_providers()[0]} (the {short} provider's "
+                "libraries or device are missing on this machine)"
+            )
+    return usable, errors
 
 
 def inspect_model(path: str | os.PathLike[str], check_providers: bool = True) -> ModelReport:
@@ -117,6 +135,7 @@ def inspect_model(path: str | os.PathLike[str], check_providers: bool = True) ->
     }
     size += sum((p.parent / f).stat().st_size for f in data_files if (p.parent / f).is_file())
     proto = model.proto
+    providers, errors = provider_report(model) if check_providers else ({}, {})
     return ModelReport(
         path=str(p),
         size_bytes=max(size, model.size_bytes),
@@ -128,5 +147,6 @@ def inspect_model(path: str | os.PathLike[str], check_providers: bool = True) ->
         outputs=model.outputs,
         metadata=dict(model.metadata),
         parity=metadata.parity_of(model),
-        providers=usable_providers(model) if check_providers else {},
+        providers=providers,
+        provider_errors=errors,
     )

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -108,10 +109,15 @@ class OnnxModel:
             proto = onnx.load_model_from_string(data)
         except Exception:  # let __post_init__ report it with the file name
             return cls(data, str(p))
-        if any(
-            t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer
-        ):  # external weights: load them and keep one self-contained artifact
-            proto = onnx.load_model(str(p), load_external_data=True)
+        if external_tensors(proto):  # external weights: load them, keep one artifact
+            try:
+                proto = onnx.load_model(str(p), load_external_data=True)
+            except Exception as exc:  # onnx refuses paths outside the folder, links, ...
+                raise InvalidModelError(
+                    f"{p}: its external data cannot be loaded: {_first_line(exc)}. External "
+                    f"data must be regular files inside the model's folder {p.parent} "
+                    "(relative locations, no '..', no links); nothing outside it is read"
+                ) from None
             data = proto.SerializeToString()
         return cls(data, str(p))
 
@@ -144,6 +150,16 @@ class OnnxModel:
             ) from exc
         if len(proto.graph.node) == 0 and len(proto.graph.output) == 0:
             raise InvalidModelError(f"{self.source}: not an ONNX model (no graph outputs)")
+        external = external_tensors(proto)
+        if external:
+            name, location = external[0]
+            raise InvalidModelError(
+                f"{self.source}: tensor {name!r} keeps its data in an external file "
+                f"{location!r} ({len(external)} such tensors); model bytes must be "
+                "self-contained, or ONNX Runtime would read that file relative to the current "
+                "folder of every process running it. Load it with OnnxModel.from_path(path to "
+                "the .onnx file beside its data), which inlines the data"
+            )
         try:
             if len(self.model_bytes) < 2**31 - 1:
                 onnx.checker.check_model(proto)
@@ -207,6 +223,48 @@ class OnnxModel:
 
     def __repr__(self) -> str:
         return f"OnnxModel(source={self.source!r}, sha256={self.sha256[:12]}, {self.describe()})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def external_tensors(proto: onnx.ModelProto) -> list[tuple[str, str]]:
+    """(tensor name, location) of every tensor stored outside the model bytes: initializers,
+    sparse initializers and Constant-like attributes, in subgraphs and functions too."""
+    found: list[tuple[str, str]] = []
+
+    def tensor(t: onnx.TensorProto) -> None:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in t.external_data if e.key == "location"), "?")
+            found.append((t.name, location))
+
+    def nodes(items: Any) -> None:
+        for node in items:
+            for a in node.attribute:
+                if a.HasField("t"):
+                    tensor(a.t)
+                for t in a.tensors:
+                    tensor(t)
+                if a.HasField("sparse_tensor"):
+                    tensor(a.sparse_tensor.values)
+                if a.HasField("g"):
+                    graph(a.g)
+                for g in a.graphs:
+                    graph(g)
+
+    def graph(g: onnx.GraphProto) -> None:
+        for t in g.initializer:
+            tensor(t)
+        for sparse in g.sparse_initializer:
+            tensor(sparse.values)
+        nodes(g.node)
+
+    graph(proto.graph)
+    for function in proto.functions:
+        nodes(function.node)
+    return found
 
 
 def _find(specs: tuple[TensorSpec, ...], name: str, kind: str, model: OnnxModel) -> TensorSpec:

@@ -23,7 +23,6 @@ from typing import Any, Generic, TypeVar, cast
 
 from pyspark.ml.param import Params
 from pyspark.ml.util import (
-    DefaultParamsReader,
     DefaultParamsWriter,
     MLReadable,
     MLReader,
@@ -32,7 +31,7 @@ from pyspark.ml.util import (
 )
 from typing_extensions import Self
 
-from sparkonnx.engine.model import OnnxModel
+from sparkonnx.engine.model import InvalidModelError, OnnxModel
 from sparkonnx.spark_api import current_class_path
 from sparkonnx.spark_api.params import set_given
 from sparkonnx.spark_api.runtime.code_names import require_trusted
@@ -136,14 +135,18 @@ def set_saved_params(instance: Params, metadata: dict[str, Any], where: str) -> 
             f"the saved stage's metadata {where} sets {', '.join(map(repr, unknown))}, which "
             f"{type(instance).__name__} does not have; its Params are {known}"
         )
-    try:
-        DefaultParamsReader.getAndSetParams(
-            cast(Any, instance), {"sparkVersion": "4.0", "defaultParamMap": {}, **metadata}
-        )
-    except (TypeError, ValueError, KeyError, AssertionError) as exc:
-        raise InvalidStageError(
-            f"the saved stage's metadata {where} holds a value its Param refuses: {exc}"
-        ) from exc
+    for section in ("paramMap", "defaultParamMap"):
+        for name, value in metadata.get(section, {}).items():
+            try:
+                if section == "paramMap":
+                    instance.set(instance.getParam(name), value)
+                else:
+                    instance._setDefault(**{name: value})
+            except (TypeError, ValueError) as exc:
+                raise InvalidStageError(
+                    f"the saved stage's metadata {where} holds a value its Param refuses: "
+                    f"{name}={value!r} ({exc})"
+                ) from exc
 
 
 class OnnxStageReader(MLReader, Generic[RW]):
@@ -198,7 +201,10 @@ def _read_model(spark: Any, path: str, sha: str) -> OnnxModel:
             f"the ONNX model stored under {where} does not match the sha256 recorded in its "
             f"metadata ({sha[:12]}...); the saved stage is corrupt"
         )
-    return OnnxModel.from_bytes(data, source=where)
+    try:
+        return OnnxModel.from_bytes(data, source=where)
+    except InvalidModelError as exc:
+        raise InvalidStageError(f"the saved stage's model is refused: {exc}") from exc
 
 
 class OnnxStagePersistence(MLReadable, MLWritable):

@@ -39,6 +39,7 @@ from sparkonnx.engine.tensors import column_to_tensor
 from sparkonnx.spark_api.params import HasPrecision
 from sparkonnx.spark_api.runtime.image_executor import SAMPLE_SCHEMA, preprocess_sample
 from sparkonnx.spark_api.session import sql_functions
+from sparkonnx.spark_api.shipping import driver_check
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ def resolve_precision(
             device,
         )
     tolerance = GateTolerance.of(stage.getPrecisionTolerance() or None)
+    driver_check(dataset.sparkSession, model)  # before the calibration sample's jobs
     return _build(stage, model, dataset, sampling, tolerance)
 
 

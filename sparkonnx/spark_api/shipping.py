@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.engine.runnable import check_runnable
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 from sparkonnx.spark_api.session import is_connect
 
@@ -24,6 +25,14 @@ logger = logging.getLogger(__name__)
 
 #: Models up to this size are captured in the task closure; bigger ones are shipped as files.
 INLINE_LIMIT_BYTES = int(os.environ.get("SPARKONNX_INLINE_MODEL_BYTES", str(4 * 1024 * 1024)))
+
+#: Spark conf switch of the driver-side ONNX Runtime check ("false" skips it: models too big
+#: for the driver's memory).
+DRIVER_CHECK_CONF = "spark.sparkonnx.driverCheck"
+_CHECK_HINT = (
+    f". (sparkonnx builds one CPU session on the driver per model before any Spark job; for a "
+    f"model too big for the driver, skip it with spark.conf.set('{DRIVER_CHECK_CONF}', 'false'))"
+)
 
 _shipped: set[tuple[str, str]] = set()
 _shipped_lock = threading.Lock()
@@ -35,8 +44,23 @@ def _session_key(spark: Any) -> str:
     return f"classic:{spark.sparkContext.applicationId}"
 
 
+def driver_check(spark: Any, model: OnnxModel) -> None:
+    """Refuse, before any Spark job, a model ONNX Runtime cannot load (`check_runnable`: one
+    CPU session per model and driver process), unless `DRIVER_CHECK_CONF` is 'false'."""
+    try:
+        enabled = str(spark.conf.get(DRIVER_CHECK_CONF, "true")).strip().lower()
+    except Exception:  # a session whose conf cannot be read: keep the check
+        enabled = "true"
+    if enabled in ("false", "0", "off", "no"):
+        logger.info("driver-side ONNX Runtime check skipped (%s=false)", DRIVER_CHECK_CONF)
+        return
+    check_runnable(model, _CHECK_HINT)
+
+
 def ship_model(spark: Any, model: OnnxModel, inline_limit: int | None = None) -> ModelRef:
-    """Make `model` reachable from this session's executors and return the reference to use."""
+    """Make `model` reachable from this session's executors and return the reference to use,
+    after `driver_check`."""
+    driver_check(spark, model)
     return ship_bytes(spark, model.model_bytes, ".onnx", model.sha256, inline_limit)
 
 
