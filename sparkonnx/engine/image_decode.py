@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -33,7 +34,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DECODED_BATCH_SCHEMA",
+    "DEFAULT_MAX_PIXELS",
     "array_to_pil",
+    "check_pixels",
     "decode_file_batches",
     "decode_image",
     "decode_image_fields",
@@ -41,12 +44,32 @@ __all__ = [
 ]
 
 
-def _open(content: bytes) -> Image.Image:
+#: Default pixel limit (width x height) of ``read_images`` and the image stages: 50 M, well
+#: below Pillow's own 178 M; an RGB image of this size is 150 MB decoded.
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+    """ImageDecodeError when ``width x height`` exceeds ``max_pixels`` (None: no limit)."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageDecodeError(
+            f"image is {width}x{height} = {width * height / 1e6:.1f} M pixels, more than "
+            f"maxPixels={max_pixels}: refused before decoding; raise maxPixels to read it"
+        )
+
+
+def _open(content: bytes, max_pixels: int | None = None) -> Image.Image:
     if not content:
         raise ImageDecodeError("empty file")
     try:
-        img = Image.open(io.BytesIO(content))
-        img.load()
+        with warnings.catch_warnings():
+            if max_pixels is not None:  # we refuse big images ourselves, with the file named
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(content))
+            check_pixels(*img.size, max_pixels)  # the header only: nothing decoded yet
+            img.load()
+    except ImageDecodeError:
+        raise
     except UnidentifiedImageError:
         raise ImageDecodeError(
             "cannot identify image file (not an image, or a format Pillow cannot read)"
@@ -104,13 +127,14 @@ def _pil_to_fields(img: Image.Image) -> ImageFields:
     raise ImageDecodeError(f"unsupported pixel mode {img.mode!r}")
 
 
-def decode_image_fields(content: bytes) -> ImageFields:
+def decode_image_fields(content: bytes, max_pixels: int | None = None) -> ImageFields:
     """Decode an encoded image file (JPEG, PNG, GIF, BMP, TIFF, WebP, ...) to struct fields.
 
     Raises :class:`ImageDecodeError` with a short reason ("empty file", "cannot identify image
-    file ...", "truncated image file ...") when the bytes are not a readable image.
+    file ...", "truncated image file ...", "image is ... more than maxPixels") when the bytes
+    are not a readable image; ``max_pixels`` is checked from the header, before decoding.
     """
-    img = _open(content)
+    img = _open(content, max_pixels)
     try:
         return _pil_to_fields(img)
     finally:
@@ -216,7 +240,9 @@ class _Accumulator:
         return batch
 
 
-def _custom_fields(decoder: Callable[[bytes], np.ndarray], content: bytes) -> ImageFields:
+def _custom_fields(
+    decoder: Callable[[bytes], np.ndarray], content: bytes, max_pixels: int | None = None
+) -> ImageFields:
     if not content:
         raise ImageDecodeError("empty file")
     try:
@@ -226,9 +252,20 @@ def _custom_fields(decoder: Callable[[bytes], np.ndarray], content: bytes) -> Im
     if arr is None:
         raise ImageDecodeError("decode_f returned None")
     try:
-        return array_to_struct_fields(arr)
+        fields = array_to_struct_fields(arr)
     except (TypeError, ValueError) as exc:
         raise ImageDecodeError(f"decode_f returned an unusable array: {exc}") from None
+    check_pixels(fields.width, fields.height, max_pixels)  # after: decode_f is opaque
+    return fields
+
+
+def _read_file(path: str) -> bytes:
+    """The bytes of a local file named ``file:/abs/path`` (or a plain path)."""
+    try:
+        with open(path.removeprefix("file:"), "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read file ({exc.strerror or exc})") from None
 
 
 def decode_file_batches(
@@ -237,7 +274,9 @@ def decode_file_batches(
     decoder: Callable[[bytes], np.ndarray] | None = None,
     strict: bool = False,
     path_column: str = "path",
-    content_column: str = "content",
+    content_column: str | None = "content",
+    error_column: str | None = None,
+    max_pixels: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Decode batches of (path, content) rows into (image, path, error) batches.
 
@@ -245,18 +284,24 @@ def decode_file_batches(
     decoded image with a null error, or a null image with the reason in ``error``. With
     ``strict=True`` the first bad file raises :class:`ImageDecodeError` naming its path.
     ``decoder`` replaces Pillow: a function of the file bytes returning a BGR(A) array.
+    ``content_column=None``: each local file is read here from its path. A non-null value in
+    ``error_column`` (a file the listing could not use) is kept as the row's error.
+    ``max_pixels``: bigger images are rows with an error, refused before decoding.
     """
     acc = _Accumulator()
     for batch in batches:
         paths = batch.column(path_column).to_pylist()
-        contents = batch.column(content_column)
+        contents = batch.column(content_column) if content_column else None
+        listed = batch.column(error_column).to_pylist() if error_column else None
         for i, path in enumerate(paths):
-            content = contents[i].as_py()
             try:
+                if listed is not None and listed[i] is not None:
+                    raise ImageDecodeError(listed[i])
+                content = contents[i].as_py() if contents is not None else _read_file(path)
                 if decoder is None:
-                    fields = decode_image_fields(content or b"")
+                    fields = decode_image_fields(content or b"", max_pixels)
                 else:
-                    fields = _custom_fields(decoder, content or b"")
+                    fields = _custom_fields(decoder, content or b"", max_pixels)
             except Exception as exc:  # one bad file must not end the task unless strict
                 reason = (
                     str(exc)

@@ -1,10 +1,12 @@
 """Images into DataFrames without the JVM's ImageSchema (works on Spark Connect).
 
-:func:`read_images` lists files with Spark's ``binaryFile`` source and decodes them with Pillow
-on the executors (``mapInArrow``), into Spark's image schema (BGR order, OpenCV mode codes, see
-:mod:`sparkonnx.engine.images`) plus ``path`` and ``error`` columns. No file is dropped: a file
-that is empty, truncated, corrupt or not an image keeps its row, with a null ``image`` and the
-reason in ``error``; ``strict=True`` fails the job instead, naming the file.
+:func:`read_images` lists files (local ones in a Spark task, see
+:mod:`~sparkonnx.spark_api.images.local_files`; others with Spark's ``binaryFile`` source) and
+decodes them with Pillow on the executors (``mapInArrow``), into Spark's image schema (BGR
+order, OpenCV mode codes, see :mod:`sparkonnx.engine.images`) plus ``path`` and ``error``
+columns. No file is dropped: a file that is empty, truncated, corrupt, too big (``maxPixels``)
+or not an image keeps its row, with a null ``image`` and the reason in ``error``;
+``strict=True`` fails the job instead, naming the file.
 
 Image columns from ``spark.read.format("image")`` have the same struct type and are accepted
 wherever an image column is (:func:`require_image_column`).
@@ -28,10 +30,11 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from sparkonnx.engine.image_decode import decode_file_batches
+from sparkonnx.engine.image_decode import DEFAULT_MAX_PIXELS, decode_file_batches
 from sparkonnx.engine.images import IMAGE_FIELDS, OCV_TYPES
+from sparkonnx.spark_api.images.local_files import is_local, plan_files
 from sparkonnx.spark_api.images.structs import imageArrayToStruct, imageStructToArray
-from sparkonnx.spark_api.session import active_session
+from sparkonnx.spark_api.session import active_session, is_connect
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession
@@ -222,6 +225,16 @@ def _check_positive_int(name: str, value: int | None) -> None:
         raise ValueError(f"{name} must be a positive int or None, got {value!r}")
 
 
+def _parallelism(spark: SparkSession) -> int:
+    """The session's default parallelism (Spark Connect: its conf, else 8)."""
+    if not is_connect(spark):
+        return int(spark.sparkContext.defaultParallelism)
+    try:
+        return max(1, int(spark.conf.get("spark.default.parallelism", "8") or 8))
+    except ValueError:
+        return 8
+
+
 def _read_files(
     spark: SparkSession,
     path: str | Sequence[str],
@@ -231,15 +244,30 @@ def _read_files(
     sampleRatio: float,
     seed: int,
     pathGlobFilter: str | None,
-) -> DataFrame:
-    """(path, content) of every file under ``path``, empty files included, sampled and
-    repartitioned."""
+) -> tuple[DataFrame, bool]:
+    """The files under ``path``, sampled and repartitioned, and whether they are local.
+
+    Local paths: (path, error) rows listed by `local_files` (contents read while decoding).
+    Other file systems: (path, content) rows from ``binaryFile``, empty files included.
+    """
     _check_positive_int("numPartitions", numPartitions)
     if not isinstance(sampleRatio, int | float) or not 0.0 < sampleRatio <= 1.0:
         raise ValueError(f"sampleRatio must be in (0, 1], got {sampleRatio!r}")
     paths = [path] if isinstance(path, str) else list(path)
     if not paths:
         raise ValueError("path is empty: pass a file, a directory, a glob or a list of them")
+    if all(is_local(p) for p in paths):
+        files = plan_files(
+            spark,
+            paths,
+            recursive=recursive,
+            glob_filter=pathGlobFilter,
+            sample_ratio=float(sampleRatio),
+            seed=seed,
+            num_partitions=numPartitions,
+            parallelism=_parallelism(spark),
+        )
+        return files, True
     reader = spark.read.format("binaryFile")
     if recursive:
         reader = reader.option("recursiveFileLookup", "true")
@@ -254,7 +282,7 @@ def _read_files(
         files = files.sample(withReplacement=False, fraction=float(sampleRatio), seed=seed)
     if numPartitions is not None:
         files = files.repartition(numPartitions)
-    return files
+    return files, False
 
 
 def read_images(
@@ -266,36 +294,44 @@ def read_images(
     seed: int = 0,
     strict: bool = False,
     pathGlobFilter: str | None = None,
+    maxPixels: int | None = DEFAULT_MAX_PIXELS,
     spark: SparkSession | None = None,
 ) -> DataFrame:
     """Read image files into a DataFrame of ``image`` (Spark's image struct), ``path``, ``error``.
 
-    Files are listed by Spark's ``binaryFile`` source and decoded with Pillow on the executors
-    (EXIF orientation applied; BGR(A) order; gray 1 channel; 16-bit gray kept 16-bit).
+    Files are decoded with Pillow on the executors (EXIF orientation applied; BGR(A) order;
+    gray 1 channel; 16-bit gray kept 16-bit). Every file listed gives one row.
 
-    - ``path``: a file, directory or glob, or a list of them (any Hadoop file system).
-    - ``recursive``: also read files in subdirectories (``recursiveFileLookup``; partition
-      discovery is then off). Otherwise only the files directly in the directory.
-    - ``numPartitions``: repartition the files before decoding, so decoding spreads over that
-      many tasks (the file bytes are shuffled once).
-    - ``sampleRatio``: keep each file with this probability (``DataFrame.sample`` with ``seed``:
-      the same files and seed give the same sample). Files are still listed and read, only the
-      sampled ones are decoded.
+    - ``path``: a file, directory or glob (``*``, ``?``, ``[ab]``, ``{a,b}``), or a list of
+      them. Local paths (``/data``, ``file:/data``) are listed in a Spark task by
+      :mod:`sparkonnx.spark_api.images.local_files`: any file name works (':' included), each
+      real file appears once (folder links are followed, but a folder already listed is not
+      listed again), and a dangling or looping link, or a FIFO / device, is a row with its
+      reason. Other file systems (``hdfs:``, ``s3a:``...) are listed by Spark's
+      ``binaryFile`` source, which cannot read names Hadoop rejects.
+    - ``recursive``: also read files in subdirectories. Otherwise only the files directly in
+      the directory.
+    - ``numPartitions``: decode in that many tasks (default: as Spark splits files, by bytes).
+    - ``sampleRatio``: keep each file with this probability (``seed``: the same files and seed
+      give the same sample). Only the sampled files are read and decoded.
     - ``strict``: by default a file that cannot be decoded gives a row with a null ``image`` and
       the reason in ``error`` (e.g. "empty file", "truncated image file ...", "cannot identify
       image file ..."); ``strict=True`` fails the job with the file's path in the message.
     - ``pathGlobFilter``: only files whose name matches, e.g. ``"*.jpg"``.
+    - ``maxPixels``: images of more pixels (width x height; default 50 M, below Pillow's 178 M)
+      are rows with an error, refused from the file header before decoding; None: no limit of
+      ours (Pillow's decompression-bomb check still applies).
     - ``spark``: the session (classic or Spark Connect); default the active one.
 
-    Hidden files (names starting with ``.`` or ``_``) are skipped by Spark's file listing.
-    Zero-length files, which Spark's scan skips, are found through the file index and kept as
-    rows; this costs one light job that reads no file contents.
+    Hidden files (names starting with ``.`` or ``_``) are skipped, as Spark's listing does.
+    Zero-length files are rows with the error "empty file".
     """
     return _decode(
         path,
         decoder=None,
         strict=strict,
         spark=spark,
+        maxPixels=maxPixels,
         recursive=recursive,
         numPartitions=numPartitions,
         sampleRatio=sampleRatio,
@@ -311,6 +347,7 @@ def readImagesWithCustomFn(
     *,
     recursive: bool = False,
     strict: bool = False,
+    maxPixels: int | None = DEFAULT_MAX_PIXELS,
     spark: SparkSession | None = None,
 ) -> DataFrame:
     """Read images with your own decoder, as sparkdl's ``imageIO.readImagesWithCustomFn``.
@@ -319,7 +356,8 @@ def readImagesWithCustomFn(
     array in **BGR(A)** order (as ``cv2.imdecode`` does); it runs on the executors, so it must
     be picklable and capture only plain values. A file for which it raises or returns None
     keeps its row with a null ``image`` and the reason in ``error`` (unless ``strict=True``).
-    Same columns as :func:`read_images`.
+    Same columns and listing as :func:`read_images`; ``maxPixels`` is checked on the array
+    ``decode_f`` returns (its decoding is opaque to us).
     """
     if not callable(decode_f):
         raise TypeError(f"decode_f must be a function of the file bytes, got {decode_f!r}")
@@ -328,6 +366,7 @@ def readImagesWithCustomFn(
         decoder=decode_f,
         strict=strict,
         spark=spark,
+        maxPixels=maxPixels,
         recursive=recursive,
         numPartitions=numPartition,
         sampleRatio=1.0,
@@ -342,10 +381,19 @@ def _decode(
     decoder: Callable[[bytes], np.ndarray] | None,
     strict: bool,
     spark: SparkSession | None,
+    maxPixels: int | None,
     **read_options: Any,
 ) -> DataFrame:
+    _check_positive_int("maxPixels", maxPixels)
     session = active_session(spark)
-    files = _read_files(session, path, **read_options)
+    files, local = _read_files(session, path, **read_options)
     # The closure holds plain values only: an importable function, the user's decoder, a bool.
-    fn = functools.partial(decode_file_batches, decoder=decoder, strict=bool(strict))
+    fn = functools.partial(
+        decode_file_batches,
+        decoder=decoder,
+        strict=bool(strict),
+        max_pixels=maxPixels,
+        content_column=None if local else "content",
+        error_column="error" if local else None,
+    )
     return files.mapInArrow(fn, READ_IMAGES_SCHEMA)

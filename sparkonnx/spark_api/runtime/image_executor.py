@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from sparkonnx.engine.image_batch import ImageBatch, batch_to_image_structs
+from sparkonnx.engine.image_decode import check_pixels
 from sparkonnx.engine.image_preprocess import ImagePreprocessing, images_from_tensor
 from sparkonnx.engine.images import IMAGE_ARROW_TYPE, ImageDecodeError
 from sparkonnx.spark_api.runtime.executor import FeedGroup, OutputColumn, PreparedBatch
@@ -121,6 +122,30 @@ def _by_size(
     return runs, {int(rest[i]): why for i, why in leftover.errors.items()}
 
 
+def too_big(structs: pa.Array, max_pixels: int | None) -> tuple[pa.Array, dict[int, str]]:
+    """``structs`` with images over ``max_pixels`` nulled, and the reason for those rows."""
+    if max_pixels is None or not pa.types.is_struct(structs.type) or len(structs) == 0:
+        return structs, {}
+    flat = dict(zip([f.name for f in structs.type], structs.flatten(), strict=True))
+    if "height" not in flat or "width" not in flat:
+        return structs, {}
+    h = np.asarray(flat["height"].fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+    w = np.asarray(flat["width"].fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+    null = np.asarray(structs.is_null().to_numpy(zero_copy_only=False), bool)
+    big = (h * w > max_pixels) & ~null
+    if not big.any():
+        return structs, {}
+    reasons: dict[int, str] = {}
+    for i in np.flatnonzero(big):
+        try:
+            check_pixels(int(w[i]), int(h[i]), max_pixels)
+        except ImageDecodeError as exc:
+            reasons[int(i)] = str(exc).replace("before decoding", "before resizing")
+    mask = pa.array(big | null)
+    nulled = pa.StructArray.from_arrays(list(flat.values()), fields=list(structs.type), mask=mask)
+    return nulled, reasons
+
+
 def prepare_images(
     column: str,
     input_name: str,
@@ -128,19 +153,24 @@ def prepare_images(
     strict: bool,
     error_column: str | None,
     batch: pa.RecordBatch,
+    max_pixels: int | None = None,
 ) -> PreparedBatch:
     """The `InferencePlan.prepare` hook: an image struct column -> the model's input tensor.
 
     A model that takes any size gets each image at its own size: a batch of several sizes runs
-    as one group per size.
+    as one group per size. Images over ``max_pixels`` are invalid rows, never resized.
     """
     structs = batch.column(column)
+    if isinstance(structs, pa.ChunkedArray):
+        structs = structs.combine_chunks()
+    structs, oversized = too_big(structs, max_pixels)
     groups = _size_groups(structs) if preprocessing.size is None else []
     if groups:
         runs, errors = _by_size(column, preprocessing, structs, groups)
     else:
         tensor, images = _tensor(column, preprocessing, structs)
         runs, errors = [(tensor, images.valid)], images.errors
+    errors = {**errors, **oversized}
     if strict and errors:
         origins = None
         if pa.types.is_struct(structs.type):

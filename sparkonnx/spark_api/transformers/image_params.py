@@ -8,6 +8,7 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from typing_extensions import Self
 
 from sparkonnx.engine.image_preprocess import CHANNEL_ORDERS, LAYOUTS, RESAMPLES
+from sparkonnx.engine.image_decode import DEFAULT_MAX_PIXELS
 from sparkonnx.spark_api.params import HasOutputFormat
 
 #: What an image stage's output column holds (sparkdl's outputMode, plus 'array').
@@ -108,6 +109,35 @@ class HasImageOutput(HasOutputFormat):
 
     def setErrorCol(self, value: str) -> Self:
         return self._set(errorCol=value)
+
+
+def _to_max_pixels(value: Any) -> int:
+    number = TypeConverters.toInt(value)
+    if number < 1:
+        raise TypeError(f"maxPixels must be a positive number of pixels; got {value!r}")
+    return number
+
+
+class HasMaxPixels(Params):
+    """maxPixels: the largest image (width x height) a stage accepts (default 50 M)."""
+
+    maxPixels: Param[int] = Param(
+        Params._dummy(),
+        "maxPixels",
+        f"images of more pixels (width x height) are invalid rows (null output, the reason in "
+        f"errorCol), refused before any resizing; default {DEFAULT_MAX_PIXELS}",
+        _to_max_pixels,
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(maxPixels=DEFAULT_MAX_PIXELS)
+
+    def getMaxPixels(self) -> int:
+        return self.getOrDefault(self.maxPixels)
+
+    def setMaxPixels(self, value: int) -> Any:
+        return self._set(maxPixels=value)
 
 
 class HasImagePreprocessing(Params):

@@ -52,7 +52,11 @@ from sparkonnx.spark_api.runtime.image_executor import (
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 from sparkonnx.spark_api.session import array_to_vector, sql_functions
 from sparkonnx.spark_api.shipping import ship_model
-from sparkonnx.spark_api.transformers.image_params import HasImageOutput, HasImagePreprocessing
+from sparkonnx.spark_api.transformers.image_params import (
+    HasImageOutput,
+    HasImagePreprocessing,
+    HasMaxPixels,
+)
 from sparkonnx.spark_api.transformers.stage_cache import precision_model, pruned_model
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
 
@@ -190,7 +194,7 @@ class ImageModelBase(
         )
 
 
-class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
+class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision, HasMaxPixels):
     """Applies an ONNX model (or one converted from TF / Keras) to an image-struct column.
 
     - ``inputCol``: image structs (``read_images``, ``spark.read.format("image")``, ...).
@@ -204,6 +208,7 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
       ``outputFormat`` 'array' / 'vector' is the same choice (see `HasImageOutput`).
     - ``handleInvalid`` 'keep' (null output for null / undecodable images) or 'error';
       ``errorCol`` adds the reason per row. Every input column and row is kept.
+    - ``maxPixels`` (default 50 M): a bigger image is an invalid row, never resized.
     - ``precision`` 'int8' / 'int8-dynamic' / 'fp16': runs a gated lower-precision copy of the
       model (only the output kept), calibrated on preprocessed images sampled from the
       DataFrame (see `sparkonnx.spark_api.precision`).
@@ -242,6 +247,7 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
         resample: str | None = None,
         handleInvalid: str = "keep",
         errorCol: str | None = None,
+        maxPixels: int | None = None,
         batchSize: int = 64,
         device: str = "auto",
         deviceId: int | None = None,
@@ -309,6 +315,7 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision):
             pre,
             self.getHandleInvalid() == "error",
             self.getErrorCol(),
+            max_pixels=self.getMaxPixels(),
         )
         plan = dataclasses.replace(
             self._plan_base(model), inputs=((column, in_spec),), outputs=(out,), prepare=prepare

@@ -30,6 +30,7 @@ from sparkonnx.spark_api.params import (
 )
 from sparkonnx.spark_api.persistence import OnnxStagePersistence
 from sparkonnx.spark_api.session import sql_functions
+from sparkonnx.spark_api.transformers.image_params import HasMaxPixels
 from sparkonnx.spark_api.transformers.image_transformer import ImageTransformer
 from sparkonnx.spark_api.transformers.stage_cache import STAGE_CACHE, stage_key
 
@@ -66,11 +67,13 @@ class _ZooStage(
     HasRuntimeOptions,
     HasOutputFormat,
     HasPrecision,
+    HasMaxPixels,
     OnnxStagePersistence,
 ):
     """Params and model resolution shared by the two zoo transformers.
 
-    ``seed`` seeds the random weights of ``weights=None`` (or 'none').
+    ``seed`` seeds the random weights of ``weights=None`` (or 'none'). ``maxPixels`` (default
+    50 M): a bigger image gets a null output, never resized.
 
     ``scaleHint`` (sparkdl's) picks the resize filter: see `SCALE_HINTS`; unset, images are
     resized bilinearly, as the zoo models are checked.
@@ -175,6 +178,7 @@ class _ZooStage(
             calibrationRows=self.getCalibrationRows(),
             calibrationSeed=self.getCalibrationSeed(),
             precisionTolerance=self.getPrecisionTolerance(),
+            maxPixels=self.getMaxPixels(),
         )
 
 
@@ -205,6 +209,7 @@ class DeepImageFeaturizer(_ZooStage):
         calibrationRows: int = 128,
         calibrationSeed: int = 0,
         precisionTolerance: dict[str, float] | None = None,
+        maxPixels: int | None = None,
     ) -> None:
         super().__init__()
         self._setDefault(outputFormat="vector")
@@ -263,6 +268,7 @@ class DeepImagePredictor(_ZooStage):
         calibrationRows: int = 128,
         calibrationSeed: int = 0,
         precisionTolerance: dict[str, float] | None = None,
+        maxPixels: int | None = None,
     ) -> None:
         super().__init__()
         self._setDefault(decodePredictions=False, topK=5, outputFormat="vector")
