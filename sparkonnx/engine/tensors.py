@@ -10,7 +10,7 @@ Outputs: primitive arrays for rank-1 tensors, (nested) ListArrays otherwise (Spa
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +19,30 @@ from sparkonnx.engine.model import Dim, TensorSpec
 
 
 class TensorConversionError(ValueError):
-    """A column cannot become the model's input tensor; the message names column and shapes."""
+    """A column cannot become the model's input tensor; the message names column, row and
+    shapes (``row``: the row's index in the batch given, when one row is to blame)."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message)
+        self.row = row
+
+
+#: Describes a row of the batch by its index, e.g. "row 2500 of partition 3 (id='a17')".
+RowLabel = Callable[[int], str]
+
+
+def batch_row(i: int) -> str:
+    """The default `RowLabel`: the row's index in the Arrow batch."""
+    return f"row {i} of the batch"
+
+
+def odd_one_out(lengths: np.ndarray) -> tuple[int, int, int]:
+    """(first row whose length differs from the most common one, that common length, how many
+    rows have it): the row to blame in a ragged column, even when it is row 0."""
+    values, counts = np.unique(lengths, return_counts=True)
+    tied = values[counts == counts.max()]
+    common = int(lengths[0]) if lengths[0] in tied else int(tied[0])  # ties: row 0's length
+    return _first_true(lengths != common), common, int(counts.max())
 
 
 def _shape_str(shape: Sequence[Dim] | None) -> str:
@@ -73,7 +96,9 @@ def _list_lengths(arr: pa.Array) -> np.ndarray:
     return np.diff(offsets)
 
 
-def _flatten_lists(arr: pa.Array, column: str, expected: str) -> tuple[pa.Array, list[int]]:
+def _flatten_lists(
+    arr: pa.Array, column: str, expected: str, label: RowLabel = batch_row
+) -> tuple[pa.Array, list[int]]:
     """Flatten nested lists level by level, checking that each level is rectangular."""
     dims: list[int] = []
     while _is_list(arr.type):
@@ -82,40 +107,46 @@ def _flatten_lists(arr: pa.Array, column: str, expected: str) -> tuple[pa.Array,
         if arr.null_count:
             row = _first_true(arr.is_null().to_numpy(zero_copy_only=False)) // items_per_row
             raise TensorConversionError(
-                f"column {column!r} has a null array{where} in row {row}; expected {expected}. "
-                "Filter or fill nulls before the transform."
+                f"column {column!r} has a null array{where} in {label(row)}; expected "
+                f"{expected}. Filter or fill nulls before the transform.",
+                row,
             )
         lengths = _list_lengths(arr)
         if len(lengths) and lengths.min() != lengths.max():
-            bad = _first_true(lengths != lengths[0])
+            bad, common, count = odd_one_out(lengths)
+            row = bad // items_per_row
             raise TensorConversionError(
-                f"column {column!r} has ragged arrays{where}: row {bad // items_per_row} has "
-                f"{int(lengths[bad])} elements where row 0 has {int(lengths[0])}; "
-                f"expected {expected}"
+                f"column {column!r} has ragged arrays{where}: {label(row)} has "
+                f"{int(lengths[bad])} elements where {count} of {len(lengths)} have {common}; "
+                f"expected {expected}",
+                row,
             )
         dims.append(int(lengths[0]) if len(lengths) else 0)
         arr = arr.flatten()
     if arr.null_count:
-        first = _first_true(arr.is_null().to_numpy(zero_copy_only=False))
+        row = _first_true(arr.is_null().to_numpy(zero_copy_only=False)) // max(math.prod(dims), 1)
         raise TensorConversionError(
-            f"column {column!r} has a null element in row {first // max(math.prod(dims), 1)}; "
-            f"expected {expected} with no nulls. Fill nulls before the transform."
+            f"column {column!r} has a null element in {label(row)}; expected {expected} with "
+            "no nulls. Fill nulls before the transform.",
+            row,
         )
     return arr, dims
 
 
-def _vectors_to_numpy(arr: pa.StructArray, column: str, expected: str) -> np.ndarray:
+def _vectors_to_numpy(
+    arr: pa.StructArray, column: str, expected: str, label: RowLabel = batch_row
+) -> np.ndarray:
     """Spark ML vectors (dense or sparse) -> float64 (n, size)."""
     if arr.null_count:
         row = _first_true(arr.is_null().to_numpy(zero_copy_only=False))
         raise TensorConversionError(
-            f"column {column!r} has a null vector in row {row}; expected {expected}"
+            f"column {column!r} has a null vector in {label(row)}; expected {expected}", row
         )
     n = len(arr)
     kinds = arr.field("type").to_numpy(zero_copy_only=False)
     values = arr.field("values")
     if n and np.all(kinds == 1):  # all dense
-        flat, dims = _flatten_lists(values, column, expected)
+        flat, dims = _flatten_lists(values, column, expected, label)
         return flat.to_numpy(zero_copy_only=False).reshape(n, *dims)
     sizes = arr.field("size").to_numpy(zero_copy_only=False)
     dense_lengths = _list_lengths(values)
@@ -123,10 +154,11 @@ def _vectors_to_numpy(arr: pa.StructArray, column: str, expected: str) -> np.nda
         np.int64
     )
     if n and widths.min() != widths.max():
-        bad = _first_true(widths != widths[0])
+        bad, common, count = odd_one_out(widths)
         raise TensorConversionError(
-            f"column {column!r} has vectors of different sizes: row {bad} has {int(widths[bad])} "
-            f"where row 0 has {int(widths[0])}; expected {expected}"
+            f"column {column!r} has vectors of different sizes: {label(bad)} has "
+            f"{int(widths[bad])} where {count} of {n} have {common}; expected {expected}",
+            bad,
         )
     width = int(widths[0]) if n else 0
     out = np.zeros((n, width), dtype=np.float64)
@@ -153,7 +185,7 @@ def is_binary_type(t: pa.DataType) -> bool:
 
 
 def _binary_to_numpy(
-    arr: pa.Array, column: str, dtype: np.dtype, expected: str
+    arr: pa.Array, column: str, dtype: np.dtype, expected: str, label: RowLabel = batch_row
 ) -> tuple[np.ndarray, list[int]]:
     """Rows of packed little-endian `dtype` values -> (flat values, [values per row]).
 
@@ -162,7 +194,8 @@ def _binary_to_numpy(
     if arr.null_count:
         row = _first_true(arr.is_null().to_numpy(zero_copy_only=False))
         raise TensorConversionError(
-            f"column {column!r} has a null in row {row}; expected {expected} as packed bytes"
+            f"column {column!r} has a null in {label(row)}; expected {expected} as packed bytes",
+            row,
         )
     n = len(arr)
     if pa.types.is_fixed_size_binary(arr.type):
@@ -178,10 +211,12 @@ def _binary_to_numpy(
         lengths = np.diff(offsets)
     row_bytes = int(lengths[0])
     if lengths.min() != lengths.max():
-        bad = _first_true(lengths != row_bytes)
+        bad, common, count = odd_one_out(lengths)
         raise TensorConversionError(
-            f"column {column!r} has rows of different sizes: row {bad} has {int(lengths[bad])} "
-            f"bytes where row 0 has {row_bytes}; expected {expected} as packed bytes"
+            f"column {column!r} has rows of different sizes: {label(bad)} has "
+            f"{int(lengths[bad])} bytes where {count} of {n} have {common}; expected "
+            f"{expected} as packed bytes",
+            bad,
         )
     if row_bytes % dtype.itemsize:
         raise TensorConversionError(
@@ -202,12 +237,14 @@ def column_to_tensor(
     column_name: str,
     spec: TensorSpec,
     allow_cast: bool = False,
+    label: RowLabel = batch_row,
 ) -> np.ndarray:
     """Turn an Arrow column into the contiguous numpy tensor `spec` expects (batch axis first).
 
     Flat arrays and packed binary rows are reshaped to the input's static dims (e.g. 150528
     floats -> [3, 224, 224]); nested arrays keep their shape. Casts are done only where lossless
-    unless `allow_cast`.
+    unless `allow_cast`. ``label`` names a row in errors (the executor gives its partition and
+    position there, and the ``rowIdCol`` value).
     """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -218,12 +255,12 @@ def column_to_tensor(
         inner = [d if isinstance(d, int) else 0 for d in (spec.shape or ("N",))[1:]]
         return np.zeros((0, *inner), dtype=spec.dtype)
     if is_vector_type(t):
-        data = _vectors_to_numpy(column, column_name, expected)
+        data = _vectors_to_numpy(column, column_name, expected, label)
         dims = list(data.shape[1:])
     elif is_binary_type(t):
-        data, dims = _binary_to_numpy(column, column_name, spec.dtype, expected)
+        data, dims = _binary_to_numpy(column, column_name, spec.dtype, expected, label)
     elif _is_list(t):
-        flat, dims = _flatten_lists(column, column_name, expected)
+        flat, dims = _flatten_lists(column, column_name, expected, label)
         if arrow_value_dtype(flat.type) is None:
             raise TensorConversionError(
                 f"column {column_name!r} holds arrays of {flat.type}, not numbers; expected "
@@ -234,7 +271,7 @@ def column_to_tensor(
         if column.null_count:
             row = _first_true(column.is_null().to_numpy(zero_copy_only=False))
             raise TensorConversionError(
-                f"column {column_name!r} has a null in row {row}; expected {expected}"
+                f"column {column_name!r} has a null in {label(row)}; expected {expected}", row
             )
         data = column.to_numpy(zero_copy_only=False)
         dims = []

@@ -180,6 +180,34 @@ class HasRuntimeOptions(Params):
         return self._set(deviceId=value)
 
 
+class HasRowIdCol(Params):
+    """rowIdCol: a column whose value names a row in errors (beside partition and position)."""
+
+    rowIdCol: Param[str] = Param(
+        Params._dummy(),
+        "rowIdCol",
+        "an id-like column (e.g. 'id'); its value is named, beside the row's partition and "
+        "position, when a row cannot be converted or is invalid. Used only in messages",
+        TypeConverters.toString,
+    )
+
+    def getRowIdCol(self) -> str | None:
+        return self.getOrDefault(self.rowIdCol) if self.isDefined(self.rowIdCol) else None
+
+    def setRowIdCol(self, value: str) -> Any:
+        return self._set(rowIdCol=value)
+
+    def _checked_row_id_col(self, columns: list[str]) -> str | None:
+        """rowIdCol, after checking that the DataFrame has it."""
+        name = self.getRowIdCol()
+        if name is not None and name not in columns:
+            raise ValueError(
+                f"rowIdCol {name!r} is not a column of the DataFrame; its columns are "
+                f"{columns}. Name an id-like column (it is used only in error messages)"
+            )
+        return name
+
+
 class HasOutputFormat(Params):
     outputFormat: Param[str] = Param(
         Params._dummy(),

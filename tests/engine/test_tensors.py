@@ -116,7 +116,7 @@ def test_dense_and_sparse_spark_vectors():
         (pa.array([[1.0, 2.0], None], pa.list_(pa.float32())), r"'feat' has a null array in row 1"),
         (
             pa.array([[1.0, 2.0], [1.0]], pa.list_(pa.float32())),
-            r"'feat' has ragged arrays: row 1 has 1 elements where row 0 has 2",
+            r"'feat' has ragged arrays: row 1 of the batch has 1 elements where 1 of 2 have 2",
         ),
         (pa.array([[1.0, None]], pa.list_(pa.float32())), r"'feat' has a null element in row 0"),
         (
@@ -130,6 +130,20 @@ def test_dense_and_sparse_spark_vectors():
 def test_errors_name_column_expected_and_found(column, message):
     with pytest.raises(TensorConversionError, match=message):
         column_to_tensor(column, "feat", spec("N", 2))
+
+
+def test_ragged_blames_the_odd_row_even_when_it_is_row_0():
+    col = pa.array([[1.0], [2.0, 3.0], [4.0, 5.0], [6.0, 7.0]], pa.list_(pa.float32()))
+    with pytest.raises(
+        TensorConversionError,
+        match=r"row 0 of the batch has 1 elements where "
+        r"3 of 4 have 2",
+    ) as info:
+        column_to_tensor(col, "feat", spec("N", 2))
+    assert info.value.row == 0
+    named = lambda i: f"row {i + 2500} of partition 3"  # noqa: E731 - the executor's label
+    with pytest.raises(TensorConversionError, match=r"row 2500 of partition 3 has 1 elements"):
+        column_to_tensor(col, "feat", spec("N", 2), label=named)
 
 
 def test_ragged_inner_level_reports_the_row():
@@ -180,7 +194,7 @@ def test_packed_binary_uses_the_input_dtype_and_copies_unaligned_rows():
     ("rows", "message"),
     [
         ([b"\0" * 16, None], "has a null in row 1"),
-        ([b"\0" * 16, b"\0" * 12], "row 1 has 12 bytes where row 0 has 16"),
+        ([b"\0" * 16, b"\0" * 12], "row 1 of the batch has 12 bytes where 1 of 2 have 16"),
         ([b"\0" * 15], "not a whole number of float32 values"),
         ([b"\0" * 12], r"3 values per row\), which does not fit float32\[N, 4\]"),
     ],

@@ -135,7 +135,7 @@ def test_handle_invalid_error_fails_naming_the_row(spark):
     t = ImageTransformer(
         inputCol="image", outputCol="x", model=testing.tiny_cnn(), handleInvalid="error"
     )
-    with pytest.raises(Exception, match=r"column 'image', row \d+ of the batch: null image"):
+    with pytest.raises(Exception, match=r"column 'image', row \d+ of partition \d+: null image"):
         t.transform(df).collect()
 
 

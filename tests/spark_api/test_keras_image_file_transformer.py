@@ -101,7 +101,7 @@ def test_bad_uris_get_null_outputs_with_the_reason(spark, files):
     assert "shape (5, 5, 3)" in rows[1].why and "(8, 8, 3) per image" in rows[1].why
     assert "FileNotFoundError" in rows[3].why and rows[4].why == "null URI"
     assert rows[0].why is None and len(rows[0].preds) == 3
-    with pytest.raises(Exception, match=r"column 'uri', row 1 of the batch \(.*img1.png\)"):
+    with pytest.raises(Exception, match=r"column 'uri', row \d+ of partition \d+ \(.*img1.png\)"):
         t.setHandleInvalid("error").transform(df).collect()
 
 

@@ -53,7 +53,10 @@ def with_output_columns(dataset: DataFrame, plan: InferencePlan, schema: T.Struc
 
     eval_type = PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF
     udf = python_udf(dataset, partial(run_columns, plan), return_type, eval_type)
-    call = udf(*(_quoted(column) for column, _ in plan.inputs))  # names: classic or Connect
+    columns = [column for column, _ in plan.inputs]
+    if plan.row_id_column is not None:  # passed last, only to name rows in errors
+        columns.append(plan.row_id_column)
+    call = udf(*(_quoted(column) for column in columns))  # names: classic or Connect
     if len(fields) == 1:
         return dataset.withColumn(fields[0].name, call)
     if _OUTPUTS_COLUMN in dataset.columns:

@@ -9,6 +9,7 @@ value, never a Transformer or a SparkSession.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -75,6 +76,38 @@ class PreparedBatch:
 
 
 @dataclass(frozen=True)
+class RowPlace:
+    """Where a batch's rows are: the Spark partition, the position of the batch's first row
+    in it, and the ``rowIdCol`` values; `label` names a row by all three in errors."""
+
+    partition: int | None = None
+    offset: int = 0
+    id_column: str | None = None
+    ids: pa.Array | None = None  # converted to Python only when an error names a row
+
+    def label(self, i: int) -> str:
+        """Row ``i`` of the batch as e.g. "row 2500 of partition 3 (id='a17')"."""
+        where = f"partition {self.partition}" if self.partition is not None else "this task"
+        text = f"row {self.offset + i} of {where}"
+        if self.id_column is not None and self.ids is not None and i < len(self.ids):
+            text += f" ({self.id_column}={self.ids[i].as_py()!r})"
+        return text
+
+    def next(self, rows: int) -> RowPlace:
+        """The place of the batch after one of ``rows`` rows."""
+        return dataclasses.replace(self, offset=self.offset + rows, ids=None)
+
+
+def _partition_id() -> int | None:
+    try:
+        from pyspark import TaskContext
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        return None
+    ctx = TaskContext.get()
+    return None if ctx is None else int(ctx.partitionId())
+
+
+@dataclass(frozen=True)
 class InferencePlan:
     """Plain values a task needs: the model reference, the column <-> tensor maps and options."""
 
@@ -85,9 +118,11 @@ class InferencePlan:
     device: str = "auto"
     device_id: int | None = None
     allow_cast: bool = False
-    #: Optional hook: batch -> PreparedBatch (a picklable module-level function or partial).
-    #: None: each input column is converted with `column_to_tensor`.
-    prepare: Callable[[pa.RecordBatch], PreparedBatch] | None = None
+    #: Optional hook: (batch, place=RowPlace) -> PreparedBatch (a picklable module-level
+    #: function or partial). None: each input column is converted with `column_to_tensor`.
+    prepare: Callable[..., PreparedBatch] | None = None
+    #: A column named in errors beside the row's partition and position (rowIdCol).
+    row_id_column: str | None = None
 
 
 def _task_resources() -> tuple[int | None, int | None]:
@@ -111,11 +146,13 @@ def session_for(plan: InferencePlan) -> ModelSession:
     return SESSION_CACHE.get(plan.model.sha256, plan.model.load, providers, options)
 
 
-def _prepare(plan: InferencePlan, batch: pa.RecordBatch) -> PreparedBatch:
+def _prepare(plan: InferencePlan, batch: pa.RecordBatch, place: RowPlace) -> PreparedBatch:
     if plan.prepare is not None:
-        return plan.prepare(batch)
+        return plan.prepare(batch, place=place)
     feeds = {
-        spec.name: column_to_tensor(batch.column(column), column, spec, plan.allow_cast)
+        spec.name: column_to_tensor(
+            batch.column(column), column, spec, plan.allow_cast, label=place.label
+        )
         for column, spec in plan.inputs
     }
     return PreparedBatch(feeds)
@@ -152,19 +189,31 @@ def _run_groups(
     return [(out.column, _merge(part, n, out.arrow_type)) for part, out in zip(parts, plan.outputs)]
 
 
+def place_of(plan: InferencePlan, start: RowPlace, ids: pa.Array | None) -> RowPlace:
+    """``start`` with this batch's ``rowIdCol`` values (read only when a row is named)."""
+    if plan.row_id_column is None or ids is None:
+        return start
+    return dataclasses.replace(start, id_column=plan.row_id_column, ids=ids)
+
+
 def infer_columns(
-    plan: InferencePlan, session: ModelSession, batch: pa.RecordBatch
+    plan: InferencePlan,
+    session: ModelSession,
+    batch: pa.RecordBatch,
+    place: RowPlace | None = None,
 ) -> list[tuple[str, pa.Array]]:
     """(column name, values) of the model outputs for one batch, then any `prepare` extras.
 
-    With a `prepare` hook, rows it leaves out get null outputs.
+    With a `prepare` hook, rows it leaves out get null outputs. ``place``: where the batch's
+    rows are, for errors that name a row.
     """
+    place = place or RowPlace(_partition_id())
     if batch.num_rows == 0:
         empty = [(out.column, pa.array([], type=out.arrow_type)) for out in plan.outputs]
         if plan.prepare is not None:
-            empty += list(plan.prepare(batch).extra)
+            empty += list(plan.prepare(batch, place=place).extra)
         return empty
-    prepared = _prepare(plan, batch)
+    prepared = _prepare(plan, batch, place)
     if prepared.groups or (prepared.rows is not None and not prepared.rows.all()):
         return _run_groups(plan, session, batch, prepared) + list(prepared.extra)
     results = session.run(prepared.feeds, plan.batch_size, [out.output for out in plan.outputs])
@@ -173,13 +222,16 @@ def infer_columns(
 
 
 def infer_batch(
-    plan: InferencePlan, session: ModelSession, batch: pa.RecordBatch
+    plan: InferencePlan,
+    session: ModelSession,
+    batch: pa.RecordBatch,
+    place: RowPlace | None = None,
 ) -> pa.RecordBatch:
     """One Arrow batch in, the same batch with one column per model output appended.
 
     With a `prepare` hook, rows it leaves out get null outputs, and its extra columns follow.
     """
-    added = infer_columns(plan, session, batch)
+    added = infer_columns(plan, session, batch, place)
     return pa.RecordBatch.from_arrays(
         [*batch.columns, *(values for _, values in added)],
         names=[*batch.schema.names, *(name for name, _ in added)],
@@ -191,8 +243,12 @@ def run_partition(
 ) -> Iterator[pa.RecordBatch]:
     """The `mapInArrow` function: load (once per worker) and run the model on every batch."""
     session = session_for(plan)
+    place = RowPlace(_partition_id())
+    ids_column = plan.row_id_column
     for batch in batches:
-        yield infer_batch(plan, session, batch)
+        ids = batch.column(ids_column) if ids_column in batch.schema.names else None
+        yield infer_batch(plan, session, batch, place_of(plan, place, ids))
+        place = place.next(batch.num_rows)
 
 
 def run_columns(
@@ -201,17 +257,21 @@ def run_columns(
     """The iterator `arrow_udf` function: the model's input columns in, its outputs out.
 
     ``arrays`` yields one Arrow array per batch (one input column) or a tuple of them, in the
-    order of ``plan.inputs``. Yields the output column, or a struct with one field per output
+    order of ``plan.inputs`` (then the ``rowIdCol`` column, when the plan names one). Yields the
+    output column, or a struct with one field per output
     (named after its column) when the model has several. Spark keeps the other columns on the
     JVM side, so only the inputs travel to Python and only the outputs travel back. A `prepare`
     hook (the image stages) gets a batch holding only the input columns.
     """
     session = session_for(plan)
     names = [column for column, _ in plan.inputs]
+    place = RowPlace(_partition_id())
     for args in arrays:
         columns = list(args) if isinstance(args, tuple) else [args]
+        ids = columns.pop() if plan.row_id_column is not None else None  # passed last
         batch = pa.RecordBatch.from_arrays(columns, names=names)
-        outputs = infer_columns(plan, session, batch)
+        outputs = infer_columns(plan, session, batch, place_of(plan, place, ids))
+        place = place.next(batch.num_rows)
         if len(outputs) == 1:
             yield outputs[0][1]
         else:

@@ -14,7 +14,7 @@ from sparkonnx.engine.image_batch import ImageBatch, batch_to_image_structs
 from sparkonnx.engine.image_decode import check_pixels
 from sparkonnx.engine.image_preprocess import ImagePreprocessing, images_from_tensor
 from sparkonnx.engine.images import IMAGE_ARROW_TYPE, ImageDecodeError
-from sparkonnx.spark_api.runtime.executor import FeedGroup, OutputColumn, PreparedBatch
+from sparkonnx.spark_api.runtime.executor import FeedGroup, OutputColumn, PreparedBatch, RowPlace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,15 +61,22 @@ def errors_column(n: int, errors: dict[int, str]) -> pa.Array:
     return pa.array([errors.get(i) for i in range(n)], pa.string())
 
 
-def fail_on_errors(column: str, errors: dict[int, str], origins: list[Any] | None) -> None:
-    """handleInvalid='error': raise for the first bad row, naming the column, row and origin."""
+def fail_on_errors(
+    column: str,
+    errors: dict[int, str],
+    origins: list[Any] | None,
+    place: RowPlace | None = None,
+) -> None:
+    """handleInvalid='error': raise for the first bad row, naming the column, the row (its
+    partition and position, and rowIdCol value, from ``place``) and its origin / path."""
     if not errors:
         return
     row = min(errors)
     origin = origins[row] if origins is not None else None
     where = f" ({origin})" if origin else ""
+    label = place.label(row) if place is not None else f"row {row} of the batch"
     raise ImageDecodeError(
-        f"column {column!r}, row {row} of the batch{where}: {errors[row]}; "
+        f"column {column!r}, {label}{where}: {errors[row]}; "
         f"{len(errors)} invalid row(s) in this batch. With handleInvalid='keep' (the default) "
         "such rows get a null output instead"
     )
@@ -154,6 +161,7 @@ def prepare_images(
     error_column: str | None,
     batch: pa.RecordBatch,
     max_pixels: int | None = None,
+    place: RowPlace | None = None,
 ) -> PreparedBatch:
     """The `InferencePlan.prepare` hook: an image struct column -> the model's input tensor.
 
@@ -175,7 +183,7 @@ def prepare_images(
         origins = None
         if pa.types.is_struct(structs.type):
             origins = structs.field("origin").to_pylist()
-        fail_on_errors(column, errors, origins)
+        fail_on_errors(column, errors, origins, place)
     extra: tuple[tuple[str, pa.Array], ...] = ()
     if error_column is not None:
         extra = ((error_column, errors_column(batch.num_rows, errors)),)

@@ -7,8 +7,8 @@ from typing import Any
 from pyspark.ml.param import Param, Params, TypeConverters
 from typing_extensions import Self
 
-from sparkonnx.engine.image_preprocess import CHANNEL_ORDERS, LAYOUTS, RESAMPLES
 from sparkonnx.engine.image_decode import DEFAULT_MAX_PIXELS
+from sparkonnx.engine.image_preprocess import CHANNEL_ORDERS, LAYOUTS, RESAMPLES
 from sparkonnx.spark_api.params import HasOutputFormat
 
 #: What an image stage's output column holds (sparkdl's outputMode, plus 'array').

@@ -39,6 +39,7 @@ from sparkonnx.spark_api.params import (
     HasModelFile,
     HasOutputCol,
     HasPrecision,
+    HasRowIdCol,
     HasRuntimeOptions,
 )
 from sparkonnx.spark_api.persistence import HoldsOnnxModel, ModelLike
@@ -132,6 +133,7 @@ class ImageModelBase(
     HasModelFile,
     HasImageOutput,
     HasRuntimeOptions,
+    HasRowIdCol,
 ):
     """What the image transformers share: the model, output Params and running the plan."""
 
@@ -183,8 +185,9 @@ class ImageModelBase(
             result = result.withColumn(self.getOutputCol(), vector)
         return result
 
-    def _plan_base(self, model: OnnxModel) -> InferencePlan:
+    def _plan_base(self, model: OnnxModel, columns: list[str] | None = None) -> InferencePlan:
         return InferencePlan(
+            row_id_column=self._checked_row_id_col(columns or []),
             model=ModelRef(model.sha256),  # replaced by the shipped reference in _run
             inputs=(),
             outputs=(),
@@ -248,6 +251,7 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision, HasM
         handleInvalid: str = "keep",
         errorCol: str | None = None,
         maxPixels: int | None = None,
+        rowIdCol: str | None = None,
         batchSize: int = 64,
         device: str = "auto",
         deviceId: int | None = None,
@@ -318,7 +322,10 @@ class ImageTransformer(ImageModelBase, HasImagePreprocessing, HasPrecision, HasM
             max_pixels=self.getMaxPixels(),
         )
         plan = dataclasses.replace(
-            self._plan_base(model), inputs=((column, in_spec),), outputs=(out,), prepare=prepare
+            self._plan_base(model, dataset.columns),
+            inputs=((column, in_spec),),
+            outputs=(out,),
+            prepare=prepare,
         )
         logger.info("ImageTransformer on %r: %s", column, pre)
         return self._run(dataset, model, plan, schema)

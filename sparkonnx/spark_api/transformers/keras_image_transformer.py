@@ -32,7 +32,7 @@ from sparkonnx.spark_api.runtime.code_names import (
     remember_trusted_function,
     resolve_code_name,
 )
-from sparkonnx.spark_api.runtime.executor import PreparedBatch
+from sparkonnx.spark_api.runtime.executor import PreparedBatch, RowPlace
 from sparkonnx.spark_api.runtime.image_executor import errors_column, fail_on_errors
 from sparkonnx.spark_api.transformers.image_transformer import ImageModelBase, output_column, pick
 from sparkonnx.spark_api.transformers.keras_transformer import keras_file_to_onnx
@@ -148,6 +148,7 @@ def prepare_uris(
     strict: bool,
     error_column: str | None,
     batch: pa.RecordBatch,
+    place: RowPlace | None = None,
 ) -> PreparedBatch:
     """The `InferencePlan.prepare` hook: URIs -> ``imageLoader`` per row -> one input tensor."""
     load = resolve_loader(loader)
@@ -166,7 +167,7 @@ def prepare_uris(
             continue
         rows[i] = True
     if strict:
-        fail_on_errors(column, errors, uris)
+        fail_on_errors(column, errors, uris, place)
     shapes = {img.shape for img in images}
     if len(shapes) > 1:
         raise ValueError(
@@ -221,6 +222,7 @@ class KerasImageFileTransformer(HasImageLoader, ImageModelBase):
         outputMode: str = "vector",
         handleInvalid: str = "keep",
         errorCol: str | None = None,
+        rowIdCol: str | None = None,
         batchSize: int = 64,
         device: str = "auto",
         deviceId: int | None = None,
@@ -277,6 +279,9 @@ class KerasImageFileTransformer(HasImageLoader, ImageModelBase):
             self.getErrorCol(),
         )
         plan = dataclasses.replace(
-            self._plan_base(model), inputs=((column, in_spec),), outputs=(out,), prepare=prepare
+            self._plan_base(model, dataset.columns),
+            inputs=((column, in_spec),),
+            outputs=(out,),
+            prepare=prepare,
         )
         return self._run(dataset, model, plan, schema)

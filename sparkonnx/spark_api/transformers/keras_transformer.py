@@ -44,6 +44,7 @@ class KerasTransformer(TensorModelBase, HasInputCol, HasOutputCol, HasModelFile)
         deviceId: int | None = None,
         outputFormat: str = "array",
         allowCast: bool = True,
+        rowIdCol: str | None = None,
     ) -> None:
         super().__init__()
         self._setDefault(allowCast=True)

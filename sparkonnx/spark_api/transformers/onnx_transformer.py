@@ -19,6 +19,7 @@ from sparkonnx.spark_api.params import (
     HasModelFile,
     HasOutputCol,
     HasPrecision,
+    HasRowIdCol,
     HasRuntimeOptions,
     HasTensorMappings,
     HasTensorOutputOptions,
@@ -35,9 +36,13 @@ from sparkonnx.spark_api.types import check_input_column, spark_output_dtype, sp
 logger = logging.getLogger(__name__)
 
 
-class TensorModelBase(HoldsOnnxModel, Transformer, HasRuntimeOptions, HasTensorOutputOptions):
+class TensorModelBase(
+    HoldsOnnxModel, Transformer, HasRuntimeOptions, HasTensorOutputOptions, HasRowIdCol
+):
     """Runs a model on tensor columns; subclasses say where the model comes from and which
     columns feed which inputs (`_mappings`). ONNXTransformer, KerasTransformer, TFTransformer.
+    A row that cannot be converted fails the task naming its partition, its position there
+    and, with ``rowIdCol``, that column's value.
     """
 
     _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
@@ -87,6 +92,7 @@ class TensorModelBase(HoldsOnnxModel, Transformer, HasRuntimeOptions, HasTensorO
             device=device,
             device_id=self.getDeviceId(),
             allow_cast=allow_cast,
+            row_id_column=self._checked_row_id_col(schema.fieldNames()),
         )
         return plan, T.StructType(out_fields)
 
@@ -147,6 +153,7 @@ class ONNXTransformer(
         calibrationRows: int = 128,
         calibrationSeed: int = 0,
         precisionTolerance: dict[str, float] | None = None,
+        rowIdCol: str | None = None,
     ) -> None:
         super().__init__()
         self._set_init_kwargs(self._input_kwargs)

@@ -42,6 +42,7 @@ class TFTransformer(TensorModelBase, HasTensorMappings):
         outputFormat: str = "array",
         allowCast: bool = True,
         tfHParms: Any = None,
+        rowIdCol: str | None = None,
     ) -> None:
         kwargs = dict(self._input_kwargs)
         graph = kwargs.pop("tfInputGraph", None)
