@@ -94,6 +94,11 @@ def _add_quantize_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-cosine", type=float, help="minimum mean cosine similarity (0.99)")
     g.add_argument("--max-rel-error", type=float, help="max error / output range (0.05)")
     g.add_argument(
+        "--min-gate-rows",
+        type=int,
+        help="fewest held-out rows the gate judges on (16); lower it only for tiny sets",
+    )
+    g.add_argument(
         "--gate-metric",
         choices=["auto", "top1", "cosine", "max_rel"],
         default="auto",
@@ -111,6 +116,7 @@ def _quantize(args: argparse.Namespace, model: Any) -> Any:
             ("top1", args.min_top1),
             ("cosine", args.min_cosine),
             ("max_rel", args.max_rel_error),
+            ("min_rows", args.min_gate_rows),
         )
         if value is not None
     }

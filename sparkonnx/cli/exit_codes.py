@@ -14,8 +14,9 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES_HELP = """exit codes:
   0  success                       4  conversion failed (ops, unsafe model, signature)
   1  unexpected error (a bug)      5  parity check failed (numbers differ beyond tolerance)
-  2  bad arguments                 6  missing extra: pip install 'sparkonnx[convert]'
-  3  source missing/unrecognized   130 interrupted"""
+  2  bad arguments or data         6  missing extra: pip install 'sparkonnx[convert]'
+  3  source missing/unrecognized   130 interrupted
+     (invalid model, zoo weights not found)"""
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -23,10 +24,13 @@ def exit_code_for(exc: BaseException) -> int:
     from sparkonnx.converters.errors import ConversionError, ParityError, UnsupportedSourceError
     from sparkonnx.converters.gate import GateError
     from sparkonnx.engine.model import InvalidModelError
+    from sparkonnx.model_zoo.build import ZooWeightsError
 
     if isinstance(exc, ParityError | GateError):
         return EXIT_PARITY
-    if isinstance(exc, FileNotFoundError | UnsupportedSourceError | InvalidModelError):
+    if isinstance(
+        exc, FileNotFoundError | UnsupportedSourceError | InvalidModelError | ZooWeightsError
+    ):
         return EXIT_SOURCE
     if isinstance(exc, ConversionError):
         return EXIT_CONVERSION

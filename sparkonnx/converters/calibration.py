@@ -93,6 +93,21 @@ class CalibrationSet:
             self.take(np.sort(order[:count]), f"{self.source} (held-out rows)"),
         )
 
+    def require_finite(self, name: str) -> None:
+        """CalibrationError naming the input and rows when a float input holds NaN or inf."""
+        for key, array in self.arrays.items():
+            if array.dtype.kind != "f" or not array.size:
+                continue
+            bad = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+            if bad.size:
+                shown = ", ".join(map(str, bad[:5])) + (", ..." if bad.size > 5 else "")
+                raise CalibrationError(
+                    f"{name}: the sample inputs {self.source} hold NaN or infinite values in "
+                    f"input {key!r} on {bad.size} of {len(array)} rows (rows {shown}); int8 "
+                    "ranges calibrated on them, and a gate judged on them, would be "
+                    "meaningless. Clean or drop those rows"
+                )
+
     def batches(self, size: int) -> Iterator[dict[str, np.ndarray]]:
         """Feeds of at most `size` rows each, in order."""
         for start in range(0, self.rows, size):

@@ -18,6 +18,9 @@ import numpy as np
 from sparkonnx.converters.errors import ConversionError
 
 METRICS = ("top1", "cosine", "max_rel")
+#: The gate refuses to judge on fewer held-out rows than this unless told `min_rows=`: one
+#: agreeing row proves nothing (3-row calibration sets used to pass on 1 row).
+MIN_GATE_ROWS = 16
 _ALIASES = {"auto": "auto", "top1": "top1", "top-1": "top1", "cosine": "cosine"}
 _ALIASES |= {"max_rel": "max_rel", "max_abs": "max_rel", "max-abs": "max_rel", "error": "max_rel"}
 
@@ -32,6 +35,8 @@ class GateTolerance:
     """Minimum mean cosine similarity between the model's and fp32's rows."""
     max_rel: float = 0.05
     """Maximum of |output - fp32| over max |fp32| (for outputs judged by error)."""
+    min_rows: int = MIN_GATE_ROWS
+    """Fewest held-out rows the gate may judge on; lower it explicitly for tiny sets."""
 
     def __post_init__(self) -> None:
         for name in ("top1", "cosine"):
@@ -40,6 +45,10 @@ class GateTolerance:
                 raise ValueError(f"tolerance {name}={value!r}: give a number from 0 to 1")
         if not isinstance(self.max_rel, int | float) or not self.max_rel > 0:
             raise ValueError(f"tolerance max_rel={self.max_rel!r}: give a positive number")
+        rows = self.min_rows
+        if isinstance(rows, bool) or not isinstance(rows, int | float) or rows < 1 or rows % 1:
+            raise ValueError(f"tolerance min_rows={rows!r}: give a whole number of rows >= 1")
+        object.__setattr__(self, "min_rows", int(rows))
 
     @classmethod
     def of(cls, value: GateTolerance | Mapping[str, float] | float | None) -> GateTolerance:
@@ -56,9 +65,9 @@ class GateTolerance:
             if unknown:
                 raise ValueError(
                     f"unknown tolerance key(s) {unknown}; allowed: {sorted(known)}, e.g. "
-                    "{'top1': 0.98, 'cosine': 0.995, 'max_rel': 0.05}"
+                    "{'top1': 0.98, 'cosine': 0.995, 'max_rel': 0.05, 'min_rows': 16}"
                 )
-            return cls(**{k: float(v) for k, v in value.items()})
+            return cls(**{k: float(v) for k, v in value.items()})  # type: ignore[arg-type]
         raise TypeError(
             f"tolerance must be None, a number (minimum agreement), a dict or a GateTolerance; "
             f"got {type(value).__name__}"
@@ -117,6 +126,7 @@ class GateReport:
     rows: int  # held-out rows compared
     sample: str  # where the held-out rows came from
     calibration_rows: int = 0
+    nan_rows: int = 0  # held-out rows on which the fp32 model's outputs are not finite
 
     @property
     def passed(self) -> bool:
@@ -125,6 +135,11 @@ class GateReport:
     def summary(self) -> str:
         verdict = "passed" if self.passed else "REFUSED"
         figures = "; ".join(o.describe(self.rows) for o in self.outputs)
+        if self.nan_rows:
+            figures += (
+                f"; fp32 itself gives NaN / inf on {self.nan_rows} of the {self.rows} rows "
+                "(look at those inputs)"
+            )
         calibrated = ""
         if self.calibration_rows:
             calibrated = f", calibrated on {self.calibration_rows} rows"
@@ -140,6 +155,7 @@ class GateReport:
             "rows": self.rows,
             "sample": self.sample,
             "calibration_rows": self.calibration_rows,
+            "nan_rows": self.nan_rows,
             "outputs": {o.name: o.to_dict() for o in self.outputs},
         }
 
@@ -267,7 +283,30 @@ def judge(
         chosen = choose_metric(values, labelled, asked)
         outputs.append(judge_output(name, e, a, chosen, tolerance))
     rows = int(np.asarray(expected[0]).shape[0]) if expected and np.ndim(expected[0]) else 1
-    return GateReport(mode, tuple(outputs), rows, sample, calibration_rows)
+    nan_rows = 0
+    if expected and np.ndim(expected[0]) and rows:
+        bad = np.zeros(rows, bool)
+        for e in expected:
+            values = np.asarray(e, np.float64).reshape(rows, -1)
+            bad |= ~np.isfinite(values).all(axis=1)
+        nan_rows = int(bad.sum())
+    return GateReport(mode, tuple(outputs), rows, sample, calibration_rows, nan_rows)
+
+
+def require_gate_rows(name: str, rows: Any, limits: GateTolerance, where: str) -> None:
+    """CalibrationError when the gate would judge on fewer rows than ``limits.min_rows``
+    (``rows``: the gate's CalibrationSet; ``where``: how those rows were chosen)."""
+    if rows.rows >= limits.min_rows:
+        return
+    from sparkonnx.converters.calibration import CalibrationError
+
+    raise CalibrationError(
+        f"{name}: the accuracy gate would judge the model on {rows.rows} row(s) ({where}) of "
+        f"{rows.source}, fewer than the {limits.min_rows} it needs to mean anything; give more "
+        f"sample rows (with holdout 0.25, {4 * limits.min_rows} rows hold out "
+        f"{limits.min_rows}), a larger holdout or validation set, or lower the minimum "
+        f"explicitly: tolerance={{'min_rows': {rows.rows}}} (CLI: --min-gate-rows)"
+    )
 
 
 def refusal(report: GateReport, model_name: str) -> GateError:

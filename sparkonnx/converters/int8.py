@@ -8,6 +8,7 @@ decides whether such a model may be used is in :mod:`sparkonnx.converters.quanti
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 from dataclasses import dataclass
@@ -52,8 +53,9 @@ def pre_process(model: OnnxModel, tmp: Path) -> Path:
     symbolic = importlib.util.find_spec("sympy") is not None
     if not symbolic:
         logger.info("sympy is not installed: pre-processing with ONNX shape inference only")
-    try:
-        quant_pre_process(str(source), str(target), skip_symbolic_shape=not symbolic)
+    try:  # in `tmp`: ONNX Runtime leaves sym_shape_infer_temp.onnx in the current folder
+        with contextlib.chdir(tmp):
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=not symbolic)
     except Exception as exc:  # the optimizer or shape inference gave up: quantize as is
         logger.warning(
             "%s: ONNX Runtime's quantization pre-processing failed (%s); quantizing the model "

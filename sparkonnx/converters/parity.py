@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from sparkonnx.converters.source import InputInfo
 logger = logging.getLogger(__name__)
 
 UNKNOWN_DIM_SAMPLE = 32  # size used for a dynamic non-batch dim (height, width, length)
+MAX_RANDOM_SAMPLE_BYTES = 2 * 2**30  # per input: a random sample bigger than this is refused
 
 SampleInput = Mapping[str, np.ndarray] | Sequence[np.ndarray] | np.ndarray
 
@@ -38,6 +40,15 @@ def random_sample(inputs: Sequence[InputInfo], batch: int, seed: int) -> list[np
             for i, d in enumerate(spec.shape)
         )
         dtype = np.dtype(spec.dtype)
+        size = math.prod(shape) * dtype.itemsize
+        if size > MAX_RANDOM_SAMPLE_BYTES:
+            raise ConversionError(
+                f"input {spec.name!r} of shape {list(spec.shape)}: a random sample of it "
+                f"{list(shape)} would take {size / 2**30:.1f} GiB, more than the "
+                f"{MAX_RANDOM_SAMPLE_BYTES / 2**30:.0f} GiB allowed; give real sample inputs "
+                "(quantize: calibration= / validation=; convert: sample_input=), or fix the "
+                "model's input shape"
+            )
         if dtype.kind == "f":
             arrays.append(rng.uniform(-1.0, 1.0, shape).astype(dtype))
         elif dtype == np.uint8:

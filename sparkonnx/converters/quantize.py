@@ -15,6 +15,7 @@ Runtime's CPU provider casts most float16 operators back to float32: use fp16 on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import tempfile
@@ -35,7 +36,13 @@ from sparkonnx.converters.calibration import (
     load_calibration,
 )
 from sparkonnx.converters.errors import ConversionError
-from sparkonnx.converters.gate import GateReport, GateTolerance, judge, refusal
+from sparkonnx.converters.gate import (
+    GateReport,
+    GateTolerance,
+    judge,
+    refusal,
+    require_gate_rows,
+)
 from sparkonnx.converters.int8 import Int8Options, pre_process, to_int8
 from sparkonnx.converters.parity import make_session, random_sample
 from sparkonnx.converters.progress import Stages
@@ -125,8 +132,10 @@ def quantize(
     CalibrationSet); required for 'int8', where `holdout` rows (a count, or a fraction below 1)
     are kept out of calibration for the gate, unless `validation` gives the gate its own rows.
     `tolerance`: a number (minimum top-1 agreement and
-    mean cosine) or {'top1', 'cosine', 'max_rel'}; `metric`: 'auto', 'top1', 'cosine',
-    'max_rel', or {output: metric}. Raises `GateError` with the measured figures on refusal.
+    mean cosine) or {'top1', 'cosine', 'max_rel', 'min_rows'}; `metric`: 'auto', 'top1',
+    'cosine', 'max_rel', or {output: metric}. Raises `GateError` with the measured figures on
+    refusal, and `CalibrationError` when the gate would judge on fewer than `min_rows` (16)
+    held-out rows or the sample holds NaN / inf.
     """
     mode = normalize_mode(mode)
     source = _load_model(model)
@@ -144,6 +153,8 @@ def quantize(
     stages = Stages(f"{mode} {source.source}", progress)
     with stages.stage("calibration data"):
         calib, gate_rows = _samples(source, calibration, validation, mode, holdout, max_rows, seed)
+    where = "the validation set" if validation is not None else f"holdout={holdout!r}"
+    require_gate_rows(source.source, gate_rows, limits, where)
     proto = _lower(source, mode, options, calib, stages)
     with stages.stage("gate"):
         report = _gate(source, proto, gate_rows, mode, limits, metric, calib, batch_size)
@@ -202,7 +213,7 @@ def _record(
         if calib is None
         else {"source": calib.source, "rows": calib.rows, "identity": calib.identity},
         "gate": report.to_dict(),
-        "tolerance": {"top1": limits.top1, "cosine": limits.cosine, "max_rel": limits.max_rel},
+        "tolerance": dataclasses.asdict(limits),
         "onnxruntime": _ort_version(),
         "timings": timings,
     }
@@ -253,6 +264,7 @@ def _samples(
     sample = None
     if calibration is not None:
         sample = load_calibration(calibration, model, limit=max_rows, seed=seed)
+        sample.require_finite(model.source)
         if _constant(sample):
             if validation is None:
                 raise CalibrationError(
@@ -263,6 +275,7 @@ def _samples(
             logger.warning("%s: calibration data %s is constant", model.source, sample.source)
     if validation is not None:
         gate_rows = load_calibration(validation, model, limit=max_rows, seed=seed)
+        gate_rows.require_finite(model.source)
         return (sample if mode == "int8" else None), gate_rows
     if sample is None:
         logger.warning(
@@ -293,7 +306,12 @@ def _random_rows(model: OnnxModel, seed: int) -> CalibrationSet:
         )
         for s in model.inputs
     ]
-    arrays = random_sample(infos, GATE_ROWS_WITHOUT_DATA, seed)
+    fixed = _batch_for(model, GATE_ROWS_WITHOUT_DATA)  # a static batch dim: several batches
+    parts = [
+        random_sample(infos, GATE_ROWS_WITHOUT_DATA, seed + i)
+        for i in range(-(-GATE_ROWS_WITHOUT_DATA // fixed))
+    ]
+    arrays = [np.concatenate(column) for column in zip(*parts, strict=True)]
     return CalibrationSet(dict(zip([s.name for s in model.inputs], arrays)), "random inputs")
 
 

@@ -67,7 +67,9 @@ def keras_weights_path(spec: ZooModel) -> Path:
 
 
 def _build_keras(spec: ZooModel, choice: WeightsChoice, seed: int) -> Any:
-    import keras
+    from sparkonnx.converters import _deps
+
+    keras = _deps.keras()  # ImportError naming the [convert] extra when missing
 
     constructor = getattr(keras.applications, spec.constructor)
     kwargs = dict(spec.constructor_kwargs)

@@ -254,13 +254,13 @@ def _to_precision(value: Any) -> str:
 
 
 def _to_tolerance(value: Any) -> dict[str, float]:
-    allowed = ("top1", "cosine", "max_rel")
+    allowed = ("top1", "cosine", "max_rel", "min_rows")
     if not isinstance(value, dict) or not all(
         k in allowed and isinstance(v, int | float) for k, v in value.items()
     ):
         raise TypeError(
             f"precisionTolerance must be a dict with keys among {allowed} and number values, "
-            f"e.g. {{'top1': 0.99, 'cosine': 0.99}}; got {value!r}"
+            f"e.g. {{'top1': 0.99, 'cosine': 0.99, 'min_rows': 16}}; got {value!r}"
         )
     return {k: float(v) for k, v in value.items()}
 

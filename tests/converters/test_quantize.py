@@ -113,15 +113,21 @@ def test_static_int8_needs_calibration_data() -> None:
 
 def test_tolerance_decides_the_verdict() -> None:
     x = as_nchw(smooth_images(24, seed=2))
-    result = quantize(small_classifier(), x, holdout=8, tolerance={"top1": 0.5})
+    result = quantize(small_classifier(), x, holdout=8, tolerance={"top1": 0.5, "min_rows": 8})
     assert result.gate.outputs[0].threshold == 0.5
     with pytest.raises(GateError, match=r"mean cosine similarity .* < 1 required"):
-        quantize(small_classifier(), x, holdout=8, metric="cosine", tolerance=1.0)
+        quantize(
+            small_classifier(),
+            x,
+            holdout=8,
+            metric="cosine",
+            tolerance={"top1": 1.0, "cosine": 1.0, "min_rows": 8},
+        )
 
 
 def test_already_quantized_model_is_not_quantized_again() -> None:
     x = as_nchw(smooth_images(16, seed=3))
-    once = quantize(small_classifier(), x, holdout=4)
+    once = quantize(small_classifier(), x, holdout=4, tolerance={"min_rows": 4})
     with pytest.raises(ConversionError, match="already a int8 model; quantize the fp32 model"):
         quantize(once.proto, x)
 

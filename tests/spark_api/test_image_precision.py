@@ -135,12 +135,18 @@ def test_precision_params_round_trip_through_save_load(
     photos_df, precision_cache: Path, workdir: Path
 ) -> None:
     stage = _stage(
-        precision="int8", calibrationRows=40, calibrationSeed=5, precisionTolerance={"top1": 0.9}
+        precision="int8",
+        calibrationRows=40,
+        calibrationSeed=5,
+        precisionTolerance={"top1": 0.9, "min_rows": 8},  # 40 rows hold out 10
     )
     before, _ = _scores(stage.transform(photos_df))
     stage.save(str(workdir / "stage"))
     loaded = ImageTransformer.load(str(workdir / "stage"))
-    assert loaded.getPrecision() == "int8" and loaded.getPrecisionTolerance() == {"top1": 0.9}
+    assert loaded.getPrecision() == "int8" and loaded.getPrecisionTolerance() == {
+        "top1": 0.9,
+        "min_rows": 8,
+    }
     assert (loaded.getCalibrationRows(), loaded.getCalibrationSeed()) == (40, 5)
     after, _ = _scores(loaded.transform(photos_df))
     np.testing.assert_array_equal(after, before)  # same sample -> the cached int8 model
