@@ -360,7 +360,7 @@ def test_decode_file_batches_keeps_every_row() -> None:
 
 
 def test_unexpected_decoder_failures_become_row_errors(monkeypatch: pytest.MonkeyPatch) -> None:
-    def explode(content: bytes) -> E.ImageFields:
+    def explode(content: bytes, max_pixels: int | None = None) -> E.ImageFields:
         raise MemoryError("out of memory")
 
     monkeypatch.setattr(image_decode, "decode_image_fields", explode)
