@@ -138,7 +138,7 @@ def load_calibration(
     if isinstance(source, CalibrationSet):
         raw, where = dict(source.arrays), source.source
     elif isinstance(source, str | os.PathLike):
-        raw, where = _read_path(Path(source), model, image_preprocessing), str(source)
+        raw, where = _read_path(Path(source), model, image_preprocessing, limit), str(source)
     elif isinstance(source, np.ndarray):
         raw, where = _by_position([source], model, "<array>"), "<array>"
     elif isinstance(source, Mapping):
@@ -208,7 +208,10 @@ def _check_shape(shape: tuple[int, ...], spec: TensorSpec, where: str) -> None:
 
 
 def _read_path(
-    path: Path, model: OnnxModel, image_preprocessing: ImagePreprocessing | None
+    path: Path,
+    model: OnnxModel,
+    image_preprocessing: ImagePreprocessing | None,
+    limit: int | None = None,
 ) -> dict[str, np.ndarray]:
     if not path.exists():
         raise FileNotFoundError(f"calibration data not found: {path}; give {_FORMATS}")
@@ -223,7 +226,7 @@ def _read_path(
     if path.suffix == ".parquet" or (path.is_dir() and any(path.glob("*.parquet"))):
         return _read_parquet(path, model)
     if path.is_dir():
-        return _read_images(path, model, image_preprocessing)
+        return _read_images(path, model, image_preprocessing, limit)
     raise CalibrationError(f"calibration data {path}: unsupported file type; give {_FORMATS}")
 
 
@@ -255,18 +258,39 @@ def _read_parquet(path: Path, model: OnnxModel) -> dict[str, np.ndarray]:
     }
 
 
-def read_image_folder(folder: Path) -> pa.Array:
-    """Every image file under `folder` (sorted by path) as Spark image structs, decoded as
-    `read_images` decodes them; unreadable files are logged and become null rows."""
-    from sparkonnx.engine.image_decode import decode_file_batches
+#: Images decoded (then preprocessed to the model's size) at a time from a calibration folder.
+_IMAGE_CHUNK = 32
 
+
+def image_files(folder: Path, limit: int | None = None) -> list[Path]:
+    """The image files under `folder`, sorted by path; with `limit`, that many spread evenly
+    over the sorted list (every subfolder / class gets its share), not the first ones."""
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise CalibrationError(
             f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {folder}; give {_FORMATS}"
         )
+    if limit is not None and len(files) > limit:
+        picks = np.unique(np.linspace(0, len(files) - 1, limit).round().astype(int))
+        logger.info("calibration: %d of the %d images under %s", len(picks), len(files), folder)
+        files = [files[i] for i in picks]
+    return files
+
+
+def read_image_folder(folder: Path, files: Sequence[Path] | None = None) -> pa.Array:
+    """The image files under `folder` (or `files`) as Spark image structs, decoded as
+    `read_images` decodes them (50 M pixels at most); unreadable files are logged and become
+    null rows."""
+    from sparkonnx.engine.image_decode import (
+        DECODED_BATCH_SCHEMA,
+        DEFAULT_MAX_PIXELS,
+        decode_file_batches,
+    )
+
+    files = list(files) if files is not None else image_files(folder)
     table = pa.table({"path": [str(f) for f in files], "content": [f.read_bytes() for f in files]})
-    decoded = pa.Table.from_batches(list(decode_file_batches(table.to_batches())))
+    batches = decode_file_batches(table.to_batches(), max_pixels=DEFAULT_MAX_PIXELS)
+    decoded = pa.Table.from_batches(list(batches), schema=DECODED_BATCH_SCHEMA)
     for path, error in zip(decoded.column("path").to_pylist(), decoded.column("error").to_pylist()):
         if error is not None:
             logger.warning("calibration: skipping %s (%s)", path, error)
@@ -274,10 +298,12 @@ def read_image_folder(folder: Path) -> pa.Array:
 
 
 def _read_images(
-    folder: Path, model: OnnxModel, preprocessing: ImagePreprocessing | None
+    folder: Path, model: OnnxModel, preprocessing: ImagePreprocessing | None, limit: int | None
 ) -> dict[str, np.ndarray]:
     """A folder of images -> the model's image input, preprocessed as ImageTransformer does
-    (with `preprocessing`, else the model's stored spec and input shape)."""
+    (with `preprocessing`, else the model's stored spec and input shape). Only `limit` files
+    are read (spread evenly over the folder), `_IMAGE_CHUNK` at a time, so full-size photos
+    never pile up on the driver."""
     from sparkonnx.converters.metadata import preprocessing_of
     from sparkonnx.engine.image_preprocess import resolve_preprocessing
 
@@ -287,10 +313,14 @@ def _read_images(
             f"{[s.name for s in model.inputs]}; give a .npz or .parquet with one array per input"
         )
     spec = model.inputs[0]
-    structs = read_image_folder(folder)  # its CalibrationError already says what to give
+    files = image_files(folder, limit)  # its CalibrationError already says what to give
+    parts = []
     try:
         pre = preprocessing or resolve_preprocessing(spec, preprocessing_of(model))
-        tensor, _ = pre.structs_to_tensor(structs)
+        for start in range(0, len(files), _IMAGE_CHUNK):
+            chunk = read_image_folder(folder, files[start : start + _IMAGE_CHUNK])
+            parts.append(pre.structs_to_tensor(chunk)[0])
+        tensor = np.concatenate(parts)
     except ValueError as exc:
         raise CalibrationError(
             f"images under {folder} cannot feed the model's input {spec.describe()}: {exc}; "
