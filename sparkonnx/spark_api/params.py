@@ -19,7 +19,7 @@ Adding a Param (say `scaleHint`):
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pyspark.ml.param import Param, Params, TypeConverters
@@ -61,11 +61,19 @@ def _to_output_format(value: Any) -> str:
     return text
 
 
-def _to_positive_int(value: Any) -> int:
-    number = TypeConverters.toInt(value)
-    if number <= 0:
-        raise TypeError(f"batchSize must be a positive integer; got {value!r}")
-    return number
+def positive_int(name: str) -> Callable[[Any], int]:
+    """A Param type converter: an int > 0, or TypeError naming the Param ``name``."""
+
+    def convert(value: Any) -> int:
+        number = TypeConverters.toInt(value)
+        if number <= 0:
+            raise TypeError(f"{name} must be a positive integer; got {value!r}")
+        return number
+
+    return convert
+
+
+_to_positive_int = positive_int("batchSize")
 
 
 def set_given(stage: Params, kwargs: Mapping[str, Any]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import onnx
 from onnx import TensorProto, helper
 
@@ -27,6 +29,19 @@ def evil_op(width: int = 4) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
     )
     return _model(graph, ("com.evil",))
+
+
+def tiny_image_stage(**params: Any) -> Any:
+    """An ImageTransformer of `testing.tiny_cnn_nhwc` on 8 x 8 images of column 'image'."""
+    from sparkonnx import ImageTransformer, testing
+
+    return ImageTransformer(
+        inputCol="image",
+        outputCol="out",
+        model=testing.tiny_cnn_nhwc(size=8),
+        inputSize=[8, 8],
+        **params,
+    )
 
 
 def external_data(location: str, length: int = 9) -> onnx.ModelProto:

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sparkonnx import ImageTransformer, read_images, readImagesWithCustomFn, testing
+from sparkonnx import ImageTransformer, read_images, readImagesWithCustomFn
 from sparkonnx.engine.images import ImageDecodeError, decode_image, decode_image_fields
 from sparkonnx.spark_api.images.structs import imageStructToArray
+from tests.security.models import tiny_image_stage
 
 SKIMAGE = ("chelsea.png", "coffee.png", "rocket.jpg", "camera.png")
 
@@ -142,14 +143,8 @@ def test_image_stages_refuse_images_over_max_pixels(spark, workdir):
     for name in ("chelsea.png", "camera.png"):
         shutil.copy(_photos() / name, folder / name)
     images = read_images(str(folder), spark=spark)
-    stage = ImageTransformer(
-        inputCol="image",
-        outputCol="out",
-        model=testing.tiny_cnn_nhwc(size=8),
-        inputSize=[8, 8],
-        errorCol="why",
-        maxPixels=200_000,  # chelsea 451x300 = 135 k passes, camera 512x512 = 262 k does not
-    )
+    # chelsea 451x300 = 135 k pixels passes, camera 512x512 = 262 k does not
+    stage = tiny_image_stage(errorCol="why", maxPixels=200_000)
     rows = {Path(r.path).name: r for r in stage.transform(images).collect()}
     assert rows["chelsea.png"].out is not None and rows["chelsea.png"].why is None
     assert rows["camera.png"].out is None

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sparkonnx import ImageTransformer, ONNXTransformer, read_images, testing
+from sparkonnx import ONNXTransformer, read_images, testing
 from sparkonnx.spark_api.session import sql_functions
+from tests.security.models import tiny_image_stage
 
 BATCH_ROWS = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
@@ -78,14 +79,7 @@ def test_invalid_images_name_the_file_and_the_row(spark, workdir):
             )
         ),
     )
-    stage = ImageTransformer(
-        inputCol="image",
-        outputCol="out",
-        model=testing.tiny_cnn_nhwc(size=8),
-        inputSize=[8, 8],
-        handleInvalid="error",
-        rowIdCol="path",
-    )
+    stage = tiny_image_stage(handleInvalid="error", rowIdCol="path")
     with pytest.raises(
         Exception,
         match=r"column 'image', row 1 of partition 0 \(path='file:.*/b\.png'\) \(file:.*/b\.png\)"

@@ -9,7 +9,7 @@ from typing_extensions import Self
 
 from sparkonnx.engine.image_decode import DEFAULT_MAX_PIXELS
 from sparkonnx.engine.image_preprocess import CHANNEL_ORDERS, LAYOUTS, RESAMPLES
-from sparkonnx.spark_api.params import HasOutputFormat
+from sparkonnx.spark_api.params import HasOutputFormat, positive_int
 
 #: What an image stage's output column holds (sparkdl's outputMode, plus 'array').
 OUTPUT_MODES = ("vector", "array", "image")
@@ -111,13 +111,6 @@ class HasImageOutput(HasOutputFormat):
         return self._set(errorCol=value)
 
 
-def _to_max_pixels(value: Any) -> int:
-    number = TypeConverters.toInt(value)
-    if number < 1:
-        raise TypeError(f"maxPixels must be a positive number of pixels; got {value!r}")
-    return number
-
-
 class HasMaxPixels(Params):
     """maxPixels: the largest image (width x height) a stage accepts (default 50 M)."""
 
@@ -126,7 +119,7 @@ class HasMaxPixels(Params):
         "maxPixels",
         f"images of more pixels (width x height) are invalid rows (null output, the reason in "
         f"errorCol), refused before any resizing; default {DEFAULT_MAX_PIXELS}",
-        _to_max_pixels,
+        positive_int("maxPixels"),
     )
 
     def __init__(self) -> None:
