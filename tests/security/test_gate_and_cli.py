@@ -17,7 +17,7 @@ from sparkonnx import cli, quantize
 from sparkonnx.converters.calibration import CalibrationError
 from sparkonnx.converters.errors import ConversionError
 from sparkonnx.model_zoo.build import ZooWeightsError
-from tests.converters.test_quantize import as_nchw, small_classifier, smooth_images
+from sparkonnx.testing import as_nchw, small_classifier, smooth_images
 
 
 def _run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):

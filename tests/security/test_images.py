@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from sparkonnx import ImageTransformer, read_images, readImagesWithCustomFn
-from sparkonnx.engine.images import ImageDecodeError, decode_image, decode_image_fields
+from sparkonnx.engine.image_decode import decode_image, decode_image_fields
+from sparkonnx.engine.images import ImageDecodeError
 from sparkonnx.spark_api.images.structs import imageStructToArray
 from tests.security.models import tiny_image_stage
 

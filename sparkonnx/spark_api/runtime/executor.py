@@ -98,7 +98,8 @@ class RowPlace:
         return dataclasses.replace(self, offset=self.offset + rows, ids=None)
 
 
-def _partition_id() -> int | None:
+def task_partition_id() -> int | None:
+    """The Spark partition this code runs for (None outside a Spark task)."""
     try:
         from pyspark import TaskContext
     except ImportError:  # pragma: no cover - pyspark is a dependency
@@ -207,7 +208,7 @@ def infer_columns(
     With a `prepare` hook, rows it leaves out get null outputs. ``place``: where the batch's
     rows are, for errors that name a row.
     """
-    place = place or RowPlace(_partition_id())
+    place = place or RowPlace(task_partition_id())
     if batch.num_rows == 0:
         empty = [(out.column, pa.array([], type=out.arrow_type)) for out in plan.outputs]
         if plan.prepare is not None:
@@ -243,7 +244,7 @@ def run_partition(
 ) -> Iterator[pa.RecordBatch]:
     """The `mapInArrow` function: load (once per worker) and run the model on every batch."""
     session = session_for(plan)
-    place = RowPlace(_partition_id())
+    place = RowPlace(task_partition_id())
     ids_column = plan.row_id_column
     for batch in batches:
         ids = batch.column(ids_column) if ids_column in batch.schema.names else None
@@ -265,7 +266,7 @@ def run_columns(
     """
     session = session_for(plan)
     names = [column for column, _ in plan.inputs]
-    place = RowPlace(_partition_id())
+    place = RowPlace(task_partition_id())
     for args in arrays:
         columns = list(args) if isinstance(args, tuple) else [args]
         ids = columns.pop() if plan.row_id_column is not None else None  # passed last

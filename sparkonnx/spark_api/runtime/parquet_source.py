@@ -28,7 +28,13 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
 
 from sparkonnx.engine.tensors import TensorConversionError
-from sparkonnx.spark_api.runtime.executor import InferencePlan, infer_columns, session_for
+from sparkonnx.spark_api.runtime.executor import (
+    InferencePlan,
+    RowPlace,
+    infer_columns,
+    session_for,
+    task_partition_id,
+)
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 from sparkonnx.spark_api.runtime.parquet_files import (
     FileSlice,
@@ -148,12 +154,14 @@ class ParquetScoringReader(DataSourceReader):
         columns = _file_columns(spec)
         fs, _ = filesystem_for(spec.path)
         session = session_for(spec.plan) if partition.slices else None
+        place = RowPlace(task_partition_id())  # errors name the row's position in this task
         for piece in partition.slices:
             values = dict(piece.partition_values)
             for batch in _batches(fs, piece, columns):
                 assert session is not None
                 try:
-                    outputs = infer_columns(spec.plan, session, batch)
+                    outputs = infer_columns(spec.plan, session, batch, place)
+                    place = place.next(batch.num_rows)
                 except TensorConversionError as error:
                     raise TensorConversionError(
                         f"{error} (in Parquet file {piece.path!r}, row groups {piece.row_groups})"
