@@ -41,7 +41,12 @@ from sparkonnx.engine.images import (
 )
 from sparkonnx.engine.model import TensorSpec
 from sparkonnx.engine.tensors import TensorConversionError, column_to_tensor
-from sparkonnx.spark_api.runtime.executor import InferencePlan, PreparedBatch, run_columns
+from sparkonnx.spark_api.runtime.executor import (
+    InferencePlan,
+    PreparedBatch,
+    RowPlace,
+    run_columns,
+)
 from sparkonnx.spark_api.runtime.image_executor import (
     errors_column,
     fail_on_errors,
@@ -84,8 +89,11 @@ def _is_string(t: pa.DataType) -> bool:
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 
-def prepare_arguments(args: SqlArguments, batch: pa.RecordBatch) -> PreparedBatch:
-    """The `InferencePlan.prepare` hook: one feed per argument, rows valid in all of them."""
+def prepare_arguments(
+    args: SqlArguments, batch: pa.RecordBatch, place: RowPlace | None = None
+) -> PreparedBatch:
+    """The `InferencePlan.prepare` hook: one feed per argument, rows valid in all of them
+    (``place``: where the batch's rows are, for handleInvalid='error' messages)."""
     n = batch.num_rows
     extra: tuple[tuple[str, pa.Array], ...] = ()
     if n == 0:
@@ -98,7 +106,7 @@ def prepare_arguments(args: SqlArguments, batch: pa.RecordBatch) -> PreparedBatc
     for i, label in enumerate(args.labels):
         tensor, valid, why, origins = _feed(args, i, batch.column(i))
         if args.strict:
-            fail_on_errors(label, why, origins)
+            fail_on_errors(label, why, origins, place)
         for row, reason in why.items():
             reasons.setdefault(row, reason if len(args.labels) == 1 else f"{label}: {reason}")
         parts.append((args.specs[i].name, tensor, valid))
