@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,13 @@ EVIL = "tests.security.evil"
 
 
 @pytest.fixture(autouse=True)
-def fresh_trust(monkeypatch: pytest.MonkeyPatch) -> None:
+def fresh_trust(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every test starts as a fresh process would: no loader trusted yet, no marker."""
     monkeypatch.setattr(code_names, "_trusted", set())
     MARKER.unlink(missing_ok=True)
     sys.modules.pop(EVIL, None)
+    yield
+    MARKER.unlink(missing_ok=True)
 
 
 @pytest.fixture()
@@ -161,6 +164,17 @@ def test_a_loader_given_in_this_process_counts_as_registered(spark, photos, work
     )
     stage.save(str(workdir / "s"))
     assert KerasImageFileTransformer.load(str(workdir / "s")).getImageLoader() == (
+        "tests.security.loaders:load_dark"
+    )
+
+
+def test_a_loader_copied_in_and_saved_here_loads_here(spark, workdir):
+    stage = KerasImageFileTransformer(
+        inputCol="uri", outputCol="out", model=testing.image_identity(size=(8, 8))
+    )
+    copied = stage.copy({stage.imageLoader: loaders.load_dark})  # no Param converter runs
+    copied.save(str(workdir / "copied"))
+    assert KerasImageFileTransformer.load(str(workdir / "copied")).getImageLoader() == (
         "tests.security.loaders:load_dark"
     )
 

@@ -65,6 +65,7 @@ def loader_path(loader: ImageLoader | str) -> str:
     if name is not None:
         try:
             if resolve_loader(name) is loader:
+                remember_trusted_function(loader)  # saved from this process: it may load here
                 if name.startswith("__main__:"):
                     logger.warning(
                         "imageLoader %s is defined in __main__: loading this stage needs a "
