@@ -359,7 +359,9 @@ def test_unreadable_rows_keep_a_null_and_their_reason(spark, photos, workdir):
     np.testing.assert_allclose(by_path[0].scores, reference, atol=1e-4)
     assert "FileNotFoundError" in by_path[1].why and by_path[2].why == "null path"
     register_udf(spark, "pre_strict", model, preprocessor=pil_load, handleInvalid="error")
-    with pytest.raises(Exception, match=r"row \d+ of partition \d+ \(.*missing\.png\).*FileNotFound"):
+    with pytest.raises(
+        Exception, match=r"row \d+ of partition \d+ \(.*missing\.png\).*FileNotFound"
+    ):
         spark.sql("SELECT pre_strict(path) FROM paths").collect()
 
 

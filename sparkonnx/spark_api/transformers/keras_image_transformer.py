@@ -102,7 +102,7 @@ class HasImageLoader(Params):
     )
 
     #: Loading checks this Param's saved name before importing it (`OnnxStageReader`).
-    _CODE_PARAMS = ("imageLoader",)
+    _CODE_PARAMS: tuple[str, ...] = ("imageLoader",)
 
     def getImageLoader(self) -> ImageLoader | str:
         return self.getOrDefault(self.imageLoader)
