@@ -202,7 +202,7 @@ class HasRowIdCol(Params):
     def getRowIdCol(self) -> str | None:
         return self.getOrDefault(self.rowIdCol) if self.isDefined(self.rowIdCol) else None
 
-    def setRowIdCol(self, value: str) -> Any:
+    def setRowIdCol(self, value: str) -> Self:
         return self._set(rowIdCol=value)
 
     def _checked_row_id_col(self, columns: list[str]) -> str | None:

@@ -75,6 +75,8 @@ SAMPLES: dict[str, list[Any]] = {
     "kerasLoss": ["mse"],
     "kerasFitParams": [{"epochs": 3, "batch_size": 4}],
     "maxTrainingDataBytes": [4096],
+    "maxPixels": [1000],
+    "rowIdCol": ["id"],
 }
 
 

@@ -8,8 +8,8 @@ import and call a name the user did not approve. Two rules:
   of that name (its ``__module__`` and ``__qualname__``), so ``'mypkg:os.system'`` cannot reach
   ``os.system`` through ``mypkg``'s imports;
 - on the driver, when a stage is loaded: the name must be trusted, i.e. registered in this
-  process (:func:`register_image_loader`, or given as a function to a stage) or passed in
-  ``trusted=`` to ``load``. Nothing is imported before both checks pass.
+  process (:func:`register_image_loader`, or given to a stage here, as a function or a name)
+  or passed in ``trusted=`` to ``load``. Nothing is imported before both checks pass.
 """
 
 from __future__ import annotations

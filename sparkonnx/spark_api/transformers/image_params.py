@@ -129,7 +129,7 @@ class HasMaxPixels(Params):
     def getMaxPixels(self) -> int:
         return self.getOrDefault(self.maxPixels)
 
-    def setMaxPixels(self, value: int) -> Any:
+    def setMaxPixels(self, value: int) -> Self:
         return self._set(maxPixels=value)
 
 

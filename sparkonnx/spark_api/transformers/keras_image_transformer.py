@@ -27,10 +27,10 @@ from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.spark_api.persistence import OnnxStagePersistence, OnnxStageWriter
 from sparkonnx.spark_api.runtime.code_names import (
     UntrustedCodeError,
-    check_code_name,
     code_name_of,
     remember_trusted_function,
     resolve_code_name,
+    trust_code_name,
 )
 from sparkonnx.spark_api.runtime.executor import PreparedBatch, RowPlace
 from sparkonnx.spark_api.runtime.image_executor import errors_column, fail_on_errors
@@ -49,7 +49,9 @@ def _to_loader(value: Any) -> ImageLoader | str:
         remember_trusted_function(value)  # the user handed it over: its saved name may load
         return value
     if isinstance(value, str) and ":" in value:
-        check_code_name(value)  # standard library / builtins names are refused outright
+        # Standard library / builtins names are refused outright; a name set here is the
+        # user's (a saved one reaches this converter only after OnnxStageReader trusted it).
+        trust_code_name(value)
         return value
     raise TypeError(
         "imageLoader must be a function uri -> numpy array, or its import path "
