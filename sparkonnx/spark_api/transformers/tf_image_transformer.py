@@ -75,6 +75,8 @@ class TFImageTransformer(ImageTransformer):
         resample: str | None = None,
         handleInvalid: str = "keep",
         errorCol: str | None = None,
+        maxPixels: int | None = None,
+        rowIdCol: str | None = None,
         batchSize: int = 64,
         device: str = "auto",
         deviceId: int | None = None,
