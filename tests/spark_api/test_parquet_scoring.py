@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +174,52 @@ def test_two_input_model_binary_and_number_columns(spark, workdir):
     rows = {r["id"]: r for r in scored.collect()}
     np.testing.assert_allclose(np.array([rows[i]["s"] for i in range(60)]), a * 3, rtol=1e-6)
     np.testing.assert_allclose(np.array([rows[i]["p"] for i in range(60)]), a * a * 2, rtol=1e-6)
+
+
+def test_int8_precision_is_onnx_transformers_gated_model(
+    spark, workdir, precision_cache, int8_record
+):
+    rows = 64
+    x = testing.as_nchw(testing.smooth_images(rows, seed=0)).reshape(rows, -1)
+    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * x.shape[1])
+    folder = workdir / "images"
+    folder.mkdir()
+    table = pa.table({"id": np.arange(rows), "image": pa.ListArray.from_arrays(offsets, x.ravel())})
+    pq.write_table(table, folder / "part-0.parquet", row_group_size=16)
+    model = _model_file(workdir, testing.small_classifier())
+    given = dict(modelFile=model, inputCol="image", outputCol="pred", precision="int8")
+    given.update(precisionTolerance={"top1": 0.8})  # this test is about the path, not the bar
+    scored = score_parquet(spark, str(folder), keepColumns=["id"], calibrationRows=rows, **given)
+    record = int8_record(calibration_rows=48, gate_rows=16)  # the gate ran, on the table's rows
+    assert "DataFrame" in record["calibration"]["source"]
+    int8 = _by_id(scored.collect(), "pred")
+    expected = ONNXTransformer(calibrationRows=rows, **given).transform(
+        spark.read.parquet(str(folder))
+    )
+    fp32 = ONNXTransformer(modelFile=model, inputCol="image", outputCol="pred")
+    ref = _by_id(expected.collect(), "pred")
+    plain = _by_id(fp32.transform(spark.read.parquet(str(folder))).collect(), "pred")
+    assert int8.keys() == ref.keys() == set(range(rows))
+    np.testing.assert_array_equal(np.array([int8[i] for i in ref]), np.array(list(ref.values())))
+    assert max(np.abs(np.array(int8[i]) - np.array(plain[i])).max() for i in ref) > 0  # int8 ran
+
+
+def test_a_plan_option_naming_other_code_is_refused_before_it_runs(spark, table, workdir):
+    import base64
+    import pickle
+
+    marker = workdir / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    register_data_source(spark)
+    for payload in (pickle.dumps(Evil()), b"not a pickle"):
+        option = base64.b64encode(payload).decode()
+        reader = spark.read.format("sparkonnx").option("__sparkonnx_plan", option)
+        with pytest.raises(
+            Exception, match=r"option __sparkonnx_plan (names posix\.system|is not)"
+        ):
+            reader.load(table).schema  # noqa: B018
+    assert not marker.exists()

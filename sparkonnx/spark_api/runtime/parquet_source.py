@@ -13,6 +13,8 @@ imported lazily: executors never import it).
 from __future__ import annotations
 
 import base64
+import dataclasses
+import io
 import json
 import os
 import pickle
@@ -28,6 +30,7 @@ from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
 
 from sparkonnx.engine.tensors import TensorConversionError
+from sparkonnx.spark_api.runtime.code_names import UntrustedCodeError
 from sparkonnx.spark_api.runtime.executor import (
     InferencePlan,
     RowPlace,
@@ -44,7 +47,8 @@ from sparkonnx.spark_api.runtime.parquet_files import (
 )
 
 FORMAT_NAME = "sparkonnx"
-#: The option `score_parquet` passes its driver-side plan in (base64 of a pickled ScoringSpec).
+#: The option `score_parquet` passes its driver-side plan in (base64 of a pickled ScoringSpec,
+#: read back by `_PlanUnpickler`, which rebuilds sparkonnx's plan dataclasses and nothing else).
 PLAN_OPTION = "__sparkonnx_plan"
 #: Rows per Arrow batch read from a row group (the model still runs in `batchSize` slices).
 READ_ROWS = 10_000
@@ -71,11 +75,49 @@ class ScoringSpec:
 
     @staticmethod
     def decode(value: str) -> ScoringSpec:
-        """The spec `encode` made."""
-        spec = pickle.loads(base64.b64decode(value))
+        """The spec `encode` made; an option naming any other code is refused, never run."""
+        try:
+            spec = _PlanUnpickler(io.BytesIO(base64.b64decode(value))).load()
+        except UntrustedCodeError:
+            raise
+        except Exception as error:
+            raise ParquetTableError(
+                f"option {PLAN_OPTION} is not a plan made by sparkonnx.score_parquet ({error}); "
+                "set modelFile / inputCol / outputCol options instead"
+            ) from error
         if not isinstance(spec, ScoringSpec):
-            raise TypeError(f"option {PLAN_OPTION} does not hold a ScoringSpec")
+            raise ParquetTableError(f"option {PLAN_OPTION} does not hold a ScoringSpec")
         return spec
+
+
+#: Where the plan's classes live (the executor-side rooms: importing them imports no converters).
+_PLAN_MODULES = ("sparkonnx.spark_api.runtime.", "sparkonnx.engine.")
+
+
+class _PlanUnpickler(pickle.Unpickler):
+    """Rebuilds only the dataclasses of sparkonnx's executor-side modules and numpy dtypes.
+
+    The plan option is a string anyone can set (or store in a catalog table's OPTIONS), so
+    reading it must not import or call anything else: a plain `pickle.loads` would run any
+    callable the string names.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "numpy" and name == "dtype":
+            return super().find_class(module, name)
+        if module.startswith(_PLAN_MODULES) and "." not in name:
+            found = super().find_class(module, name)
+            if (
+                isinstance(found, type)
+                and dataclasses.is_dataclass(found)
+                and found.__module__ == module
+            ):
+                return found
+        raise UntrustedCodeError(
+            f"option {PLAN_OPTION} names {module}.{name}, which is not one of sparkonnx's plan "
+            "classes; a plan option is refused rather than run (it must come from "
+            "sparkonnx.score_parquet in this application)"
+        )
 
 
 @dataclass(frozen=True)
