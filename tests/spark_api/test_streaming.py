@@ -23,6 +23,7 @@ from sparkonnx import (
     register_udf,
     testing,
 )
+from sparkonnx.spark_api.images.streams import BINARY_FILE_SCHEMA
 from sparkonnx.spark_api.runtime.executor import session_stats
 
 pytestmark = pytest.mark.timeout(240)
@@ -79,7 +80,7 @@ def test_tensor_stream_stopped_and_restarted_from_its_checkpoint(spark, workdir)
     sha = OnnxModel.load(proto).sha256
     incoming, out, checkpoint = workdir / "in", str(workdir / "out"), str(workdir / "checkpoint")
     incoming.mkdir()
-    for index in range(3):
+    for index in range(4):
         arrive(incoming, index)
     register_udf(spark, "stream_mlp", proto, batchSize=8)
     transformer = ONNXTransformer(model=proto, inputCol="features", outputCol="pred")
@@ -96,9 +97,8 @@ def test_tensor_stream_stopped_and_restarted_from_its_checkpoint(spark, workdir)
     first.stop()  # mid-stream: files are left, a micro-batch may be cut off
     assert first.exception() is None
     done_before = sum(p["numInputRows"] for p in first.recentProgress)
-    assert done_before < 3 * ROWS_PER_FILE, "the first run read every file: not mid-stream"
-    for index in range(3, 5):
-        arrive(incoming, index)
+    assert done_before < 4 * ROWS_PER_FILE, "the first run read every file: not mid-stream"
+    arrive(incoming, 4)
     second = start(availableNow=True)
     second.awaitTermination(180)
     assert second.exception() is None
@@ -137,6 +137,10 @@ def test_image_stream_through_the_image_stage(spark, workdir):
     )
     query.awaitTermination(180)
     assert query.exception() is None
+    with pytest.raises(ValueError, match=r"found binary.*sparkonnx\.decode_images\(df\)"):
+        ImageTransformer(model=proto, inputCol="content", outputCol="s").transform(
+            spark.readStream.format("binaryFile").schema(BINARY_FILE_SCHEMA).load(str(incoming))
+        )
     rows = {Path(r.path).name: r for r in spark.read.parquet(str(workdir / "out")).collect()}
     assert sorted(rows) == ["broken.png"] + [f"img{i:03d}.png" for i in range(4)]
     assert rows["broken.png"].scores is None and "cannot identify image" in rows["broken.png"].error
