@@ -65,6 +65,8 @@ _EXPORTS: dict[str, str] = {
     "read_images": "sparkonnx.spark_api.images.reading",
     "readImagesWithCustomFn": "sparkonnx.spark_api.images.reading",
     "ImageSchema": "sparkonnx.spark_api.images.reading",
+    "read_image_stream": "sparkonnx.spark_api.images.streams",
+    "decode_images": "sparkonnx.spark_api.images.streams",
     "imageStructToArray": "sparkonnx.spark_api.images.structs",
     "imageArrayToStruct": "sparkonnx.spark_api.images.structs",
     "imageStructToPIL": "sparkonnx.spark_api.images.structs",
@@ -115,6 +117,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.engine.providers import DeviceError
     from sparkonnx.engine.tensors import TensorConversionError
     from sparkonnx.spark_api.images.reading import ImageSchema, read_images, readImagesWithCustomFn
+    from sparkonnx.spark_api.images.streams import decode_images, read_image_stream
     from sparkonnx.spark_api.images.structs import (
         imageArrayToStruct,
         imageStructToArray,

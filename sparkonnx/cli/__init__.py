@@ -1,7 +1,7 @@
 """`sparkonnx` command line: a thin shell over the public Python API.
 
-Each subcommand lives in its own module (`convert`, `inspect`; `zoo` in
-`sparkonnx.model_zoo.cli`) with an `add_parser(subparsers)` function listed in `SUBCOMMANDS`;
+Each subcommand lives in its own module (`convert`, `inspect`, `zoo`) with an
+`add_parser(subparsers)` function listed in `SUBCOMMANDS`;
 its handler takes the parsed arguments and returns an exit code (`exit_codes`).
 """
 
@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sparkonnx.cli import convert, inspect
+from sparkonnx.cli import convert, inspect, zoo
 from sparkonnx.cli.exit_codes import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
@@ -24,18 +24,11 @@ from sparkonnx.cli.exit_codes import (
     exit_code_for,
 )
 
-
-# One function per subcommand; `zoo` and `doctor` add theirs here.
-def _add_zoo_parser(subparsers: Any) -> None:
-    from sparkonnx.model_zoo.cli import add_zoo_parser
-
-    add_zoo_parser(subparsers)
-
-
+# One function per subcommand; `doctor` adds its own here.
 SUBCOMMANDS: list[Callable[[Any], None]] = [
     convert.add_parser,
     inspect.add_parser,
-    _add_zoo_parser,
+    zoo.add_parser,
 ]
 
 

@@ -29,6 +29,8 @@ FEATURES = "features"
 PROBABILITIES = "probabilities"
 DEFAULT_SEED = 0
 ZOO_TOLERANCE = 1e-3
+#: The opset every zoo graph is converted at (part of its cache key).
+ZOO_OPSET = 15
 Weights = str | os.PathLike[str] | None
 
 
@@ -139,17 +141,50 @@ def preprocessing_spec(spec: ZooModel) -> dict[str, Any]:
     }
 
 
+def graph_identity(spec: ZooModel, weights_identity: str) -> dict[str, Any]:
+    """What defines the ONNX graph of `spec` with these weights; known without TensorFlow.
+
+    Random weights ('random-seedN') are the same only for the same Keras initializers: tests
+    and offline demos use them, real work uses 'imagenet' or a weights file (its sha256).
+    """
+    return {
+        "model": spec.name,
+        "constructor": spec.constructor,
+        "constructor_kwargs": [list(kv) for kv in spec.constructor_kwargs],
+        "feature_layer": spec.feature_layer,
+        "weights": weights_identity,
+        "weights_file": spec.weights_file if weights_identity == "imagenet" else None,
+        "preprocessing": preprocessing_spec(spec),
+        "outputs": [FEATURES, PROBABILITIES],
+        "opset": ZOO_OPSET,
+    }
+
+
+def cached_path(spec: ZooModel, weights_identity: str) -> Path:
+    """The cache file for `spec` with these weights (it may not exist yet)."""
+    key = cache.graph_key(graph_identity(spec, weights_identity))
+    return cache.model_path(spec.name, weights_identity, key)
+
+
 def build_model(
     name: str, weights: Weights = "imagenet", *, seed: int = DEFAULT_SEED, progress: bool = True
 ) -> OnnxModel:
     """Build (or load from the disk cache) the ONNX graph of zoo model `name`."""
     spec = get_model(name)
     choice = resolve_weights(spec, weights, seed)
-    path = cache.model_path(spec.name, choice.identity)
+    path = cached_path(spec, choice.identity)
     if path.is_file():
         logger.info("zoo model %s (%s) from cache %s", spec.name, choice.identity, path)
         return OnnxModel.from_path(path)
-    return _build_and_cache(spec, choice, seed, path, progress)
+    try:
+        return _build_and_cache(spec, choice, seed, path, progress)
+    except ImportError as exc:
+        raise ImportError(
+            f"zoo model {spec.name} ({choice.identity}) is not in the cache {path.parent} "
+            f"(looked for {path.name}) and building it needs TensorFlow: {exc}. Or build it "
+            f"on a machine that has TensorFlow, 'sparkonnx zoo export {spec.name} FILE.onnx' "
+            "there and 'sparkonnx zoo import FILE.onnx' here"
+        ) from exc
 
 
 def _build_and_cache(
@@ -176,10 +211,13 @@ def _build_and_cache(
         tolerance=ZOO_TOLERANCE,
         preprocessing=preprocessing_spec(spec),
         labels=tuple(imagenet_labels().descriptions),
+        opset=ZOO_OPSET,
         extra={
-            "sparkonnx.zoo.model": spec.name,
-            "sparkonnx.zoo.weights": choice.identity,
-            "sparkonnx.zoo.feature_width": str(spec.feature_width),
+            cache.MODEL: spec.name,
+            cache.WEIGHTS: choice.identity,
+            cache.FEATURE_WIDTH: str(spec.feature_width),
+            cache.GRAPH_KEY: cache.graph_key(graph_identity(spec, choice.identity)),
+            cache.BUILD_VERSIONS: json.dumps(cache.build_versions(), sort_keys=True),
         },
     )
     steps.update()

@@ -198,9 +198,23 @@ def resolve_precision(
             "so it brings no speed-up there; use it on GPUs, and 'int8' for CPUs",
             device,
         )
+    _refuse_stream(dataset, precision)
     tolerance = GateTolerance.of(stage.getPrecisionTolerance() or None)
     driver_check(dataset.sparkSession, model)  # before the calibration sample's jobs
     return _build(stage, model, dataset, sampling, tolerance)
+
+
+def _refuse_stream(dataset: Any, precision: str) -> None:
+    """A streaming DataFrame cannot give the calibration and gate sample: say what works."""
+    if getattr(dataset, "isStreaming", False):
+        raise ValueError(
+            f"precision={precision!r} draws its calibration and gate rows from the DataFrame "
+            "being transformed, and a streaming DataFrame cannot be sampled before the query "
+            "runs. Transform a batch DataFrame of the same columns with this stage first (e.g. "
+            "spark.read.parquet(folder).limit(1000)): the stage keeps the gated model and then "
+            "runs it on the stream; or quantize offline with sparkonnx.quantize and give that "
+            "model with precision='fp32'"
+        )
 
 
 def precision_settings(stage: HasPrecision) -> tuple[Any, ...]:

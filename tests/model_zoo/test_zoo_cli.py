@@ -1,4 +1,4 @@
-"""`sparkonnx zoo list | build | export` end to end in a subprocess."""
+"""`sparkonnx zoo list | build | export` end to end in a subprocess (import: test_transfer.py)."""
 
 import os
 import subprocess
@@ -29,7 +29,7 @@ def test_zoo_list_build_export(zoo_cache, tmp_path):
     assert built.returncode == 0, built.stderr
     assert "random-seed0" in run("list", env=env).stdout
     target = tmp_path / "out" / "m.onnx"
-    exported = run("export", "mobilenetv3small", "--weights", "none", "-o", str(target), env=env)
+    exported = run("export", "mobilenetv3small", str(target), "--weights", "none", env=env)
     assert exported.returncode == 0, exported.stderr
     names = [o.name for o in onnx.load(str(target)).graph.output]
     assert names == ["features", "probabilities"]

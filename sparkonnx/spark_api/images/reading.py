@@ -177,7 +177,8 @@ def require_image_column(df: DataFrame | StructType, column: str) -> None:
         raise ValueError(
             f"column {column!r} is not an image struct: expected "
             f"{IMAGE_STRUCT_TYPE.simpleString()}, found {found.simpleString()}. Load images "
-            "with sparkonnx.read_images(path) or spark.read.format('image').load(path)"
+            "with sparkonnx.read_images(path) or spark.read.format('image').load(path); "
+            "decode file bytes (binaryFile, streams too) with sparkonnx.decode_images(df)"
         )
 
 

@@ -3,7 +3,8 @@
 The model is built (or read from the disk cache) on the driver by `sparkonnx.model_zoo` and run
 by `ImageTransformer`; its graph already holds the resize, BGR -> RGB and the model's own
 normalisation. Saved stages hold only their Params: the weights are rebuilt from the cache
-(`$SPARKONNX_CACHE/zoo`) or from Keras' weights on the machine that loads them.
+(`$SPARKONNX_CACHE/zoo`; a build made elsewhere gets there with `sparkonnx zoo import`, no
+TensorFlow needed) or from Keras' weights on the machine that loads them.
 """
 
 from __future__ import annotations
