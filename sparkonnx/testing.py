@@ -361,19 +361,20 @@ def text_encoder(
 
 
 def text_classifier(vocab: int, classes: int = 3, dim: int = 8, seed: int = 0) -> onnx.ModelProto:
-    """`text_encoder` + mean over the sequence + a linear layer: input_ids, attention_mask,
-    token_type_ids -> logits float32 [batch_size, classes]."""
+    """`text_encoder` + a linear layer on the first ([CLS]) token's vector: input_ids,
+    attention_mask, token_type_ids -> logits float32 [batch_size, classes]."""
     encoder = text_encoder(vocab, dim, seed, output_name="hidden")
     rng = np.random.default_rng(seed + 1)
     w = numpy_helper.from_array(rng.standard_normal((dim, classes)).astype(np.float32), "w")
     graph = encoder.graph
     nodes = [
         *graph.node,
-        helper.make_node("ReduceMean", ["hidden"], ["mean"], axes=[1], keepdims=0),
-        helper.make_node("MatMul", ["mean", "w"], ["logits"]),
+        helper.make_node("Gather", ["hidden", "first"], ["cls"], axis=1),
+        helper.make_node("MatMul", ["cls", "w"], ["logits"]),
     ]
+    first = numpy_helper.from_array(np.array(0, np.int64), "first")
     logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", classes])
     new = helper.make_graph(
-        nodes, "text_classifier", list(graph.input), [logits], [*graph.initializer, w]
+        nodes, "text_classifier", list(graph.input), [logits], [*graph.initializer, w, first]
     )
     return _model(new)

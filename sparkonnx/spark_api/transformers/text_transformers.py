@@ -18,6 +18,7 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
+from typing_extensions import Self
 
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.engine.providers import validate_device
@@ -34,7 +35,7 @@ from sparkonnx.spark_api.runtime.arrow_udf_path import add_model_columns
 from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 from sparkonnx.spark_api.runtime.text import POOLINGS, TextSpec, prepare_text, run_text
-from sparkonnx.spark_api.session import array_to_vector
+from sparkonnx.spark_api.session import array_to_vector, sql_functions
 from sparkonnx.spark_api.shipping import ship_bytes, ship_model
 from sparkonnx.spark_api.transformers import text_plan
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
@@ -58,10 +59,11 @@ class _TextStage(
     """What both text stages share: model + tokenizer, planning, precision and the transform."""
 
     _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
+    #: Sort each Arrow batch's texts by length before the ORT runs (off: benchmarks only).
+    _length_buckets = True
 
     def _init_text(self, kwargs: dict[str, Any]) -> None:
-        self._model: OnnxModel | None = None
-        self._tokenizer: bytes | None = None
+        self._tokenizer: tuple[bytes, str | None] | None = None  # (bytes, tokenizerFile then)
         self._setDefault(batchSize=DEFAULT_BATCH_SIZE, device="auto", outputFormat="array")
         kwargs = dict(kwargs)
         tokenizer = kwargs.pop("tokenizer", None)
@@ -70,41 +72,34 @@ class _TextStage(
             self.setTokenizer(tokenizer)
 
     # -- model and tokenizer ---------------------------------------------------------------
-    def setModel(self, model: ModelLike) -> Any:
-        """Use this model (path, bytes, onnx.ModelProto or OnnxModel) instead of `modelFile`."""
-        self._model = OnnxModel.load(model)
-        return self
+    def _no_model_message(self) -> str:
+        return (
+            f"{type(self).__name__} has no model: pass modelFile='model.onnx' (from optimum-cli "
+            "export onnx or torch.onnx.export) or model=<bytes | onnx.ModelProto | OnnxModel>"
+        )
 
-    def getModel(self) -> OnnxModel:
-        """The model set with `model`, else the one read from `modelFile`."""
-        if self._model is None:
-            if not self.isDefined(self.modelFile):
-                raise ValueError(
-                    f"{type(self).__name__} has no model: pass modelFile='model.onnx' (from "
-                    "optimum-cli export onnx or torch.onnx.export) or model=<bytes | ModelProto>"
-                )
-            self._model = OnnxModel.from_path(self.getModelFile())
-        return self._model
+    def _tokenizer_file(self) -> str | None:
+        return self.getTokenizerFile() if self.isDefined(self.tokenizerFile) else None
 
-    def setTokenizerFile(self, value: str) -> Any:
-        self._tokenizer = None
-        return self._set(tokenizerFile=value)
-
-    def setTokenizer(self, tokenizer: TokenizerLike) -> Any:
-        """Use this tokenizer (tokenizer.json path or bytes, or a tokenizers.Tokenizer)."""
-        self._tokenizer = text_plan.read_tokenizer(tokenizer)
+    def setTokenizer(self, tokenizer: TokenizerLike) -> Self:
+        """Use this tokenizer (tokenizer.json path or bytes, or a tokenizers.Tokenizer), until
+        another `tokenizerFile` is set."""
+        self._tokenizer = (text_plan.read_tokenizer(tokenizer), self._tokenizer_file())
         return self
 
     def getTokenizerBytes(self) -> bytes:
-        """The tokenizer.json bytes: the ones set with `tokenizer`, else `tokenizerFile`'s."""
-        if self._tokenizer is None:
-            if not self.isDefined(self.tokenizerFile):
-                raise ValueError(
-                    f"{type(self).__name__} has no tokenizer: pass tokenizerFile='tokenizer.json' "
-                    "(the one exported with the model) or tokenizer=<tokenizers.Tokenizer>"
-                )
-            self._tokenizer = text_plan.read_tokenizer(self.getTokenizerFile())
-        return self._tokenizer
+        """The tokenizer.json bytes: the ones given, else `tokenizerFile`'s (read once)."""
+        path = self._tokenizer_file()
+        if self._tokenizer is not None and self._tokenizer[1] == path:
+            return self._tokenizer[0]
+        if path is None:
+            raise ValueError(
+                f"{type(self).__name__} has no tokenizer: pass tokenizerFile='tokenizer.json' "
+                "(the one exported with the model) or tokenizer=<tokenizers.Tokenizer>"
+            )
+        data = text_plan.read_tokenizer(path)
+        self._tokenizer = (data, path)
+        return data
 
     def _artifacts_for_saving(self) -> dict[str, bytes]:
         return {"tokenizer": self.getTokenizerBytes()}
@@ -112,7 +107,7 @@ class _TextStage(
     def _set_loaded_artifact(self, name: str, data: bytes) -> None:
         if name != "tokenizer":
             super()._set_loaded_artifact(name, data)
-        self._tokenizer = data
+        self._tokenizer = (data, self._tokenizer_file())
 
     def copy(self, extra: Any = None) -> Any:
         that = super().copy(extra)
@@ -151,7 +146,9 @@ class _TextStage(
                         "another output column or drop it first"
                     )
         pooling, normalize = self._pooling()
-        spec = TextSpec(ModelRef(""), column, max_length, feeds, pooling, normalize)
+        spec = TextSpec(
+            ModelRef(""), column, max_length, feeds, pooling, normalize, self._length_buckets
+        )
         return self._pruned(model, [o.output for o in outputs]), spec, outputs, fields
 
     def _pruned(self, model: OnnxModel, outputs: list[str]) -> OnnxModel:
@@ -197,10 +194,12 @@ class _TextStage(
         model = self._precision_model(model, spec, dataset)
         plan = self._runtime_plan(dataset.sparkSession, model, spec, outputs)
         result = add_model_columns(dataset, plan, T.StructType([*dataset.schema.fields, *fields]))
-        if self.getOutputFormat() == "vector":
-            to_vector = array_to_vector(result)
+        if self.getOutputFormat() == "vector":  # Spark's array_to_vector fails on nulls
+            F, to_vector = sql_functions(result), array_to_vector(result)
             for out in outputs:
-                result = result.withColumn(out.column, to_vector(result[out.column]))
+                values = result[out.column]
+                vector = F.when(values.isNull(), None).otherwise(to_vector(values))
+                result = result.withColumn(out.column, vector)
         return result
 
     def _check_vector_format(self, outputs: list[OutputColumn]) -> None:
