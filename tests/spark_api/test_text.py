@@ -131,7 +131,7 @@ def test_driver_side_errors_name_the_problem(spark, minilm):
         small.transform(words)
     with pytest.raises(ValueError, match=r"maxLength=600 is longer than the model takes \(512"):
         stage.copy({stage.maxLength: 600}).transform(words)
-    with pytest.raises(ValueError, match=r"input 'x'.*not a text input.*input_ids"):
+    with pytest.raises(ValueError, match=r"model input x: float32.*not a text input.*input_ids"):
         TextEmbedder(
             inputCol="text", outputCol="e", model=testing.mlp((4, 2)), tokenizerFile=str(TOKENIZER)
         ).transform(words)
@@ -248,3 +248,25 @@ def test_int8_dynamic_behind_the_gate(spark, minilm, precision_cache):
     )
     with pytest.raises(GateError, match=r"int8-dynamic accuracy gate REFUSED.*cosine"):
         strict.transform(df)
+
+
+def test_map_in_arrow_fallback_without_arrow_udfs(spark, workdir, monkeypatch):
+    from sparkonnx.spark_api.runtime import arrow_udf_path
+
+    monkeypatch.setattr(arrow_udf_path, "arrow_udf_supported", lambda: False)  # pyspark 4.0
+    words = ["spark", "text", "onnx"]
+    tokenizer_file = workdir / "tokenizer.json"
+    testing.word_tokenizer(words).save(str(tokenizer_file))
+    stage = TextEmbedder(
+        inputCol="text",
+        outputCol="emb",
+        model=testing.text_encoder(7, token_type_ids=False),
+        tokenizerFile=str(tokenizer_file),
+    )
+    df = _texts_df(spark, ["spark text", None, "onnx onnx onnx spark"])
+    out = stage.transform(df)
+    assert "MapInArrow" in out._jdf.queryExecution().executedPlan().toString()
+    got = _by_id(out, "emb")
+    assert got[1] is None and len(got[0]) == 8
+    monkeypatch.undo()
+    np.testing.assert_allclose(_by_id(stage.transform(df), "emb")[2], got[2], atol=1e-6)
