@@ -3,8 +3,9 @@
 One run, one cached DataFrame of mixed-length sentences (3 to 120 words), the real
 paraphrase-MiniLM-L3-v2 export (the test extra) and its tokenizer.json:
 
-- direct: `tokenizers.encode_batch` + ONNX Runtime in this process (2 threads), batches in row
-  order padded to their longest row (naive padding), masked mean + L2 norm = 1.00;
+- direct: `tokenizers.encode_batch` + ONNX Runtime in this process (2 threads, no spinning,
+  as sparkonnx's sessions), batches in row order padded to their longest row (naive padding),
+  masked mean + L2 norm = 1.00;
 - TextEmbedder on local[2] (length buckets), and the same with the buckets off;
 - `predict_batch_udf` with the same tokenizer + ORT (one thread per task), written the way the
   Spark docs show for text (naive padding);
@@ -85,6 +86,8 @@ def ort_session(path: str, threads: int):
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # as sparkonnx's own sessions: no spinning threads (spinning only loses on a busy machine)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
@@ -131,6 +134,8 @@ def main() -> None:
         batchSize=args.batch,
     )
     ours = TextEmbedder(**common)
+    sink(ours.transform(df))  # the workers' peak memory with our fp32 model, before other paths
+    memory = describe_worker_memory() + " after TextEmbedder fp32 alone"
     naive = TextEmbedder(**common)
     naive._length_buckets = False
     paths: dict[str, Callable[[], object]] = {
@@ -161,7 +166,8 @@ def main() -> None:
     report(args, times, tokens, spark)
     if int8_note:
         print(int8_note)
-    print(describe_worker_memory())
+    print(memory)
+    print(describe_worker_memory() + " after every path")
 
 
 def sink(df) -> None:
