@@ -212,7 +212,7 @@ def _return_type(model: OnnxModel, flatten: bool, error_field: str | None) -> Da
     return fields[0].dataType if len(fields) == 1 else T.StructType(fields)
 
 
-def _sql_function(spark: Any, plan: InferencePlan, return_type: DataType) -> Any:
+def sql_function(spark: Any, plan: InferencePlan, return_type: DataType) -> Any:
     """The UDF over `plan`, built for the kind of `spark` (never from the environment)."""
     from pyspark.util import PythonEvalType
 
@@ -277,8 +277,10 @@ def register_udf(
     if tokenizerFile is not None:
         from sparkonnx.spark_api.transformers.text_sql import register_from_sql_options
 
-        tensor_only = {"inputShape": inputShape, "preprocessor": preprocessor, "flatten": flatten}
-        tensor_only |= {"errorField": errorField, "handleInvalid": handleInvalid != "keep"}
+        tensor_only: dict[str, Any] = dict(
+            inputShape=inputShape, preprocessor=preprocessor, flatten=flatten,
+            errorField=errorField, handleInvalid=handleInvalid != "keep",
+        )  # fmt: skip
         return register_from_sql_options(
             spark, name, model, tokenizerFile, batchSize, device, deviceId, tensor_only, image
         )
@@ -300,7 +302,7 @@ def register_udf(
         allow_cast=True,
         prepare=partial(prepare_arguments, arguments),
     )
-    udf = _sql_function(spark, plan, return_type)
+    udf = sql_function(spark, plan, return_type)
     spark.udf.register(name, udf)
     logger.info(
         "registered SQL function %s(%s) -> %s for model %s",

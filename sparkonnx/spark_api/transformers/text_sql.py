@@ -7,14 +7,11 @@ length buckets, pooling) through one iterator Arrow UDF, on classic Spark and Sp
 from __future__ import annotations
 
 import logging
-from functools import partial
 from typing import Any
 
 from pyspark.sql import types as T
 
 from sparkonnx.engine.model import OnnxModel
-from sparkonnx.spark_api.runtime.executor import run_columns
-from sparkonnx.spark_api.session import python_udf
 from sparkonnx.spark_api.transformers import text_plan
 from sparkonnx.spark_api.transformers.text_transformers import TextEmbedder, TextTransformer
 
@@ -31,7 +28,7 @@ def register_text_udf(spark: Any, name: str, model: Any, tokenizer: Any, **optio
     any other model returns its outputs as TextTransformer does (a struct when several).
     Other `options`: maxLength, batchSize, device, deviceId.
     """
-    from pyspark.util import PythonEvalType
+    from sparkonnx.spark_api.sql import sql_function
 
     onnx_model = OnnxModel.load(model)
     given = {k: v for k, v in options.items() if v is not None}
@@ -48,8 +45,7 @@ def register_text_udf(spark: Any, name: str, model: Any, tokenizer: Any, **optio
     pruned, spec, outputs_used, fields = stage._plan_text(None)
     plan = stage._runtime_plan(spark, pruned, spec, outputs_used)
     return_type: T.DataType = fields[0].dataType if len(fields) == 1 else T.StructType(fields)
-    eval_type = PythonEvalType.SQL_SCALAR_ARROW_ITER_UDF
-    udf = python_udf(spark, partial(run_columns, plan), return_type, eval_type)
+    udf = sql_function(spark, plan, return_type)
     spark.udf.register(name, udf)
     logger.info(
         "registered SQL function %s(text) -> %s (%s) for model %s",
@@ -75,7 +71,7 @@ def register_from_sql_options(
     spark: Any,
     name: str,
     model: Any,
-    tokenizer: str | None,
+    tokenizer: str,
     batch_size: int,
     device: str,
     device_id: int | None,
@@ -83,11 +79,6 @@ def register_from_sql_options(
     options: dict[str, Any],
 ) -> Any:
     """`register_udf`'s text branch: its arguments checked, then `register_text_udf`."""
-    if tokenizer is None:
-        raise TypeError(
-            f"register_udf got text options {sorted(options)} without tokenizerFile; pass "
-            "tokenizerFile='tokenizer.json' for a text model"
-        )
     given = sorted(k for k, v in tensor_only.items() if v)
     if given:
         raise ValueError(f"{', '.join(given)} do not apply to a text function (tokenizerFile)")
