@@ -139,6 +139,16 @@ def test_driver_side_errors_name_the_problem(spark, minilm):
         TextEmbedder(inputCol="text", outputCol="e", modelFile=minilm).transform(words)
     with pytest.raises(TypeError, match=r"pooling must be one of 'mean', 'cls', 'max'"):
         TextEmbedder(pooling="sum")
+    encoder = testing.text_encoder(30522)
+    per_token = TextTransformer(
+        inputCol="text", outputCol="h", model=encoder, tokenizerFile=str(TOKENIZER)
+    )
+    with pytest.raises(
+        ValueError, match=r"last_hidden_state.*not one value or vector per text.*TextEmbedder"
+    ):
+        per_token.transform(words)
+    with pytest.raises(ValueError, match=r"does not use inputMapping"):
+        per_token.copy({per_token.inputMapping: {"text": "input_ids"}}).transform(words)
 
 
 def test_text_transformer_logits_save_load_and_connect(any_spark, workdir):
