@@ -129,12 +129,9 @@ class HasModelFile(Params):
         return self._set(modelFile=value)
 
 
-class HasTensorMappings(Params):
+class HasInputMapping(Params):
     inputMapping: Param[dict[str, str]] = Param(
         Params._dummy(), "inputMapping", "{input column: model input name}", _to_str_dict
-    )
-    outputMapping: Param[dict[str, str]] = Param(
-        Params._dummy(), "outputMapping", "{model output name: output column}", _to_str_dict
     )
 
     def getInputMapping(self) -> dict[str, str]:
@@ -143,11 +140,21 @@ class HasTensorMappings(Params):
     def setInputMapping(self, value: dict[str, str]) -> Self:
         return self._set(inputMapping=value)
 
+
+class HasOutputMapping(Params):
+    outputMapping: Param[dict[str, str]] = Param(
+        Params._dummy(), "outputMapping", "{model output name: output column}", _to_str_dict
+    )
+
     def getOutputMapping(self) -> dict[str, str]:
         return self.getOrDefault(self.outputMapping)
 
     def setOutputMapping(self, value: dict[str, str]) -> Self:
         return self._set(outputMapping=value)
+
+
+class HasTensorMappings(HasInputMapping, HasOutputMapping):
+    """inputMapping and outputMapping."""
 
 
 class HasRuntimeOptions(Params):
@@ -359,39 +366,3 @@ class HasPrecision(Params):
 
     def setPrecisionTolerance(self, value: dict[str, float]) -> Self:
         return self._set(precisionTolerance=value)
-
-
-def _to_max_length(value: Any) -> int:
-    number = TypeConverters.toInt(value)
-    if number < 2:
-        raise TypeError(
-            f"maxLength must be an integer >= 2 (tokens, specials included); got {value!r}"
-        )
-    return number
-
-
-class HasTextOptions(Params):
-    """tokenizerFile and maxLength: how the text stages tokenize."""
-
-    tokenizerFile: Param[str] = Param(
-        Params._dummy(),
-        "tokenizerFile",
-        "path to the model's Hugging Face tokenizer.json (saved with the stage)",
-        TypeConverters.toString,
-    )
-    maxLength: Param[int] = Param(
-        Params._dummy(),
-        "maxLength",
-        "tokens per text, special tokens included; longer texts are truncated (unset: the "
-        "tokenizer's truncation length, else the model's limit)",
-        _to_max_length,
-    )
-
-    def getTokenizerFile(self) -> str:
-        return self.getOrDefault(self.tokenizerFile)
-
-    def getMaxLength(self) -> int | None:
-        return self.getOrDefault(self.maxLength) if self.isDefined(self.maxLength) else None
-
-    def setMaxLength(self, value: int) -> Any:
-        return self._set(maxLength=value)

@@ -147,8 +147,6 @@ def test_driver_side_errors_name_the_problem(spark, minilm):
         ValueError, match=r"last_hidden_state.*not one value or vector per text.*TextEmbedder"
     ):
         per_token.transform(words)
-    with pytest.raises(ValueError, match=r"does not use inputMapping"):
-        per_token.copy({per_token.inputMapping: {"text": "input_ids"}}).transform(words)
 
 
 def test_text_transformer_logits_save_load_and_connect(any_spark, workdir):

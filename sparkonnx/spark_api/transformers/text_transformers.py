@@ -14,8 +14,6 @@ from typing import Any
 
 from pyspark import keyword_only
 from pyspark.ml import Transformer
-from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasInputCol, HasOutputCol
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 from typing_extensions import Self
@@ -23,21 +21,23 @@ from typing_extensions import Self
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.engine.providers import validate_device
 from sparkonnx.spark_api.params import (
+    HasInputCol,
     HasModelFile,
+    HasOutputCol,
     HasOutputFormat,
+    HasOutputMapping,
     HasPrecision,
     HasRuntimeOptions,
-    HasTensorMappings,
-    HasTextOptions,
 )
 from sparkonnx.spark_api.persistence import HoldsOnnxModel
 from sparkonnx.spark_api.runtime.arrow_udf_path import add_model_columns
 from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
-from sparkonnx.spark_api.runtime.text import POOLINGS, TextSpec, prepare_text, run_text
+from sparkonnx.spark_api.runtime.text import TextSpec, prepare_text, run_text
 from sparkonnx.spark_api.session import array_to_vector, sql_functions
 from sparkonnx.spark_api.shipping import ship_bytes, ship_model
 from sparkonnx.spark_api.transformers import text_plan
+from sparkonnx.spark_api.transformers.text_params import HasEmbeddingOptions, HasTextOptions
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
 
 ModelLike = OnnxModel | bytes | str | os.PathLike[str] | Any  # Any: onnx.ModelProto
@@ -212,18 +212,7 @@ class _TextStage(
                     )
 
 
-def _to_pooling(value: Any) -> str:
-    text = TypeConverters.toString(value).lower()
-    if text not in POOLINGS:
-        raise TypeError(
-            f"pooling must be one of {', '.join(map(repr, POOLINGS))}; got {value!r} ('mean': "
-            "attention-masked mean of the token vectors, as sentence-transformers; 'cls': the "
-            "first token's; 'max': per-dimension max over the tokens)"
-        )
-    return text
-
-
-class TextEmbedder(_TextStage, HasOutputCol):
+class TextEmbedder(_TextStage, HasOutputCol, HasEmbeddingOptions):
     """Sentence embeddings of a string column: one float vector per text (null text: null).
 
     The model's token vectors ([batch, seq, dim], e.g. `last_hidden_state`) are pooled with
@@ -231,20 +220,6 @@ class TextEmbedder(_TextStage, HasOutputCol):
     ([batch, dim], e.g. `sentence_embedding`) is used as it is. `normalize` scales each vector
     to unit L2 norm (cosine similarity is then a dot product). `modelOutput` picks the output.
     """
-
-    pooling: Param[str] = Param(
-        Params._dummy(), "pooling", "'mean' (default), 'cls' or 'max'", _to_pooling
-    )
-    normalize: Param[bool] = Param(
-        Params._dummy(), "normalize", "scale embeddings to unit L2 norm", TypeConverters.toBoolean
-    )
-    modelOutput: Param[str] = Param(
-        Params._dummy(),
-        "modelOutput",
-        "the model output to embed from; unset: sentence_embedding, last_hidden_state, "
-        "token_embeddings, or the only float output of rank 3 (or else 2)",
-        TypeConverters.toString,
-    )
 
     @keyword_only
     def __init__(
@@ -274,24 +249,6 @@ class TextEmbedder(_TextStage, HasOutputCol):
         self._setDefault(pooling="mean", normalize=True)
         self._init_text(self._input_kwargs)
 
-    def getPooling(self) -> str:
-        return self.getOrDefault(self.pooling)
-
-    def setPooling(self, value: str) -> TextEmbedder:
-        return self._set(pooling=value)
-
-    def getNormalize(self) -> bool:
-        return self.getOrDefault(self.normalize)
-
-    def setNormalize(self, value: bool) -> TextEmbedder:
-        return self._set(normalize=value)
-
-    def getModelOutput(self) -> str | None:
-        return self.getOrDefault(self.modelOutput) if self.isDefined(self.modelOutput) else None
-
-    def setModelOutput(self, value: str) -> TextEmbedder:
-        return self._set(modelOutput=value)
-
     def _pooling(self) -> tuple[str | None, bool]:
         return self.getPooling(), self.getNormalize()
 
@@ -310,7 +267,7 @@ class TextEmbedder(_TextStage, HasOutputCol):
         return [OutputColumn(spec.name, column, "float32", 2)], [field]
 
 
-class TextTransformer(_TextStage, HasOutputCol, HasTensorMappings):
+class TextTransformer(_TextStage, HasOutputCol, HasOutputMapping):
     """A text model's outputs (e.g. classifier logits) as columns, one value or array per text.
 
     One-output models take `outputCol`; otherwise `outputMapping` {model output: column} picks
@@ -344,11 +301,6 @@ class TextTransformer(_TextStage, HasOutputCol, HasTensorMappings):
         self._init_text(self._input_kwargs)
 
     def _outputs(self, model: OnnxModel) -> tuple[list[OutputColumn], list[T.StructField]]:
-        if self.isDefined(self.inputMapping):
-            raise ValueError(
-                "TextTransformer does not use inputMapping: it feeds input_ids, attention_mask "
-                "and token_type_ids by name from the tokens of inputCol"
-            )
         if self.isDefined(self.outputMapping):
             mapping = self.getOutputMapping()
         elif len(model.outputs) == 1 and self.isDefined(self.outputCol):
