@@ -282,3 +282,19 @@ def test_map_in_arrow_fallback_without_arrow_udfs(spark, workdir, monkeypatch):
     assert got[1] is None and len(got[0]) == 8
     monkeypatch.undo()
     np.testing.assert_allclose(_by_id(stage.transform(df), "emb")[2], got[2], atol=1e-6)
+
+
+def test_a_given_tokenizer_stands_until_another_tokenizer_file_is_set(workdir):
+    files = {}
+    for word in ("alpha", "beta"):
+        files[word] = workdir / f"{word}.json"
+        testing.word_tokenizer([word]).save(str(files[word]))
+    stage = TextEmbedder(tokenizer=testing.word_tokenizer(["given"]))
+    assert b'"given"' in stage.getTokenizerBytes()
+    assert stage.setTokenizerFile(str(files["alpha"])) is stage
+    assert stage.getTokenizerBytes() == files["alpha"].read_bytes()
+    other = stage.copy({stage.tokenizerFile: str(files["beta"])})
+    assert other.getTokenizerBytes() == files["beta"].read_bytes()
+    assert stage.getTokenizerBytes() == files["alpha"].read_bytes()
+    with pytest.raises(FileNotFoundError, match=r"tokenizer file not found: .*missing.json"):
+        TextEmbedder(tokenizerFile=str(workdir / "missing.json")).getTokenizerBytes()
