@@ -195,7 +195,14 @@ class OnnxStageReader(MLReader, Generic[RW]):
         if sha:
             instance._set_loaded_model(_read_model(spark, path, sha))
         for name, sha in _saved_artifacts(metadata, self.cls, where).items():
-            instance._set_loaded_artifact(name, _read_blob(spark, path, name, sha))
+            data = _read_blob(spark, path, name, sha)
+            try:
+                instance._set_loaded_artifact(name, data)
+            except (TypeError, ValueError) as exc:
+                folder = os.path.join(path, name)
+                raise InvalidStageError(
+                    f"the {name} saved under {folder} is refused: {exc}"
+                ) from exc
         return instance
 
 

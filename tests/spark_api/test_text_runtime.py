@@ -18,7 +18,12 @@ from sparkonnx.engine.model import OnnxModel
 from sparkonnx.engine.providers import plan_providers
 from sparkonnx.engine.sessions import SESSION_CACHE, ModelSession
 from sparkonnx.spark_api.runtime import text
-from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn, infer_columns
+from sparkonnx.spark_api.runtime.executor import (
+    InferencePlan,
+    OutputColumn,
+    RowPlace,
+    infer_columns,
+)
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 
 WORDS = [f"w{i}" for i in range(40)]
@@ -148,3 +153,20 @@ def test_a_column_that_is_not_strings_is_refused_with_its_type():
     batch = pa.RecordBatch.from_arrays([pa.array([1, 2])], names=["text"])
     with pytest.raises(TypeError, match=r"column 'text' holds int64, not strings.*cast"):
         text.prepare_text(spec, batch)
+
+
+def test_a_run_that_fails_names_the_text_that_fails_alone():
+    _spec, plan, _ = _setup(token_type_ids=False)
+    small = OnnxModel.load(testing.text_encoder(len(WORDS) + 2, token_type_ids=False))
+    session = SESSION_CACHE.get(
+        small.sha256, lambda: small.model_bytes, plan_providers("cpu", None)
+    )
+    texts = ["w1 w2", None, "w3", "w39 w1", "w2"]  # w39 is id 43, past the 42-row table
+    batch = pa.RecordBatch.from_arrays([pa.array(texts, pa.string())], names=["text"])
+    place = RowPlace(partition=3, offset=500, id_column="key", ids=pa.array(list("abcde")))
+    with pytest.raises(
+        text.TextModelError,
+        match=r"column 'text', row 503 of partition 3 \(key='d'\) \(4 tokens, largest token id "
+        r"43\): .*indices.*not this model's: give the tokenizer\.json exported with it",
+    ):
+        infer_columns(plan, session, batch, place)

@@ -108,7 +108,8 @@ def task_partition_id() -> int | None:
     return None if ctx is None else int(ctx.partitionId())
 
 
-RunHook = Callable[[ModelSession, dict[str, np.ndarray], int, list[str]], dict[str, np.ndarray]]
+#: (session, feeds, batch_size, output names, place=RowPlace) -> outputs by name.
+RunHook = Callable[..., dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,9 @@ class InferencePlan:
     prepare: Callable[..., PreparedBatch] | None = None
     #: A column named in errors beside the row's partition and position (rowIdCol).
     row_id_column: str | None = None
-    #: Optional hook: (session, feeds, batch_size, output names) -> outputs by name, one row
-    #: per feed row (the text stages' length-bucketed runs). None: `ModelSession.run`.
+    #: Optional hook: (session, feeds, batch_size, output names, place=RowPlace) -> outputs
+    #: by name, one row per feed row (the text stages' length-bucketed runs). None:
+    #: `ModelSession.run`.
     run: RunHook | None = None
 
 
@@ -166,12 +168,12 @@ def _prepare(plan: InferencePlan, batch: pa.RecordBatch, place: RowPlace) -> Pre
 
 
 def _run(
-    plan: InferencePlan, session: ModelSession, feeds: dict[str, np.ndarray]
+    plan: InferencePlan, session: ModelSession, feeds: dict[str, np.ndarray], place: RowPlace
 ) -> dict[str, np.ndarray]:
     """The plan's outputs for ``feeds``, through its `run` hook when it has one."""
     names = [out.output for out in plan.outputs]
     if plan.run is not None:
-        return plan.run(session, feeds, plan.batch_size, names)
+        return plan.run(session, feeds, plan.batch_size, names, place=place)
     return session.run(feeds, plan.batch_size, names)
 
 
@@ -190,7 +192,11 @@ def _merge(parts: list[tuple[np.ndarray, pa.Array]], n: int, arrow_type: pa.Data
 
 
 def _run_groups(
-    plan: InferencePlan, session: ModelSession, batch: pa.RecordBatch, prepared: PreparedBatch
+    plan: InferencePlan,
+    session: ModelSession,
+    batch: pa.RecordBatch,
+    prepared: PreparedBatch,
+    place: RowPlace,
 ) -> list[tuple[str, pa.Array]]:
     """The output columns of a prepared batch whose feeds leave rows out or come in groups."""
     n = batch.num_rows
@@ -200,7 +206,7 @@ def _run_groups(
     for run in runs:
         if not run.rows.any():
             continue
-        results = _run(plan, session, run.feeds)
+        results = _run(plan, session, run.feeds, place)
         for part, out in zip(parts, plan.outputs):
             part.append((run.rows, out.to_arrow(results[out.output], batch, run.rows)))
     return [(out.column, _merge(part, n, out.arrow_type)) for part, out in zip(parts, plan.outputs)]
@@ -232,8 +238,8 @@ def infer_columns(
         return empty
     prepared = _prepare(plan, batch, place)
     if prepared.groups or (prepared.rows is not None and not prepared.rows.all()):
-        return _run_groups(plan, session, batch, prepared) + list(prepared.extra)
-    results = _run(plan, session, prepared.feeds)
+        return _run_groups(plan, session, batch, prepared, place) + list(prepared.extra)
+    results = _run(plan, session, prepared.feeds, place)
     columns = [(out.column, out.to_arrow(results[out.output], batch, None)) for out in plan.outputs]
     return columns + list(prepared.extra)
 

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from sparkonnx.engine.sessions import ModelSession
-from sparkonnx.spark_api.runtime.executor import PreparedBatch
+from sparkonnx.spark_api.runtime.executor import PreparedBatch, RowPlace
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,13 @@ POOLINGS: tuple[str, ...] = ("mean", "cls", "max")
 ROLES: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
 #: Feed key of the attention mask the run hook reads (the model may not take one).
 MASK_KEY = "__sparkonnx_attention_mask__"
+#: Feed key of each feed row's position in its Arrow batch (to name a row in errors).
+ROWS_KEY = "__sparkonnx_batch_rows__"
+_HOOK_KEYS = (MASK_KEY, ROWS_KEY)
+
+
+class TextModelError(RuntimeError):
+    """ONNX Runtime failed on a text: the message names the row and its token count."""
 
 
 @dataclass(frozen=True)
@@ -146,10 +153,13 @@ def strings_of(column: pa.Array, label: str) -> tuple[list[str], np.ndarray]:
     return texts, valid
 
 
-def prepare_text(spec: TextSpec, batch: pa.RecordBatch) -> PreparedBatch:
+def prepare_text(
+    spec: TextSpec, batch: pa.RecordBatch, place: RowPlace | None = None
+) -> PreparedBatch:
     """The `InferencePlan.prepare` hook: a string column -> padded token feeds.
 
     Rows that are null, or whose text has no tokens at all, are left out (null outputs).
+    ``place`` (where the batch's rows are) is the run hook's business: see `run_text`.
     """
     texts, valid = strings_of(batch.column(spec.column), spec.column)
     if not texts:
@@ -167,6 +177,7 @@ def prepare_text(spec: TextSpec, batch: pa.RecordBatch) -> PreparedBatch:
     nonempty = tokens.lengths > 0
     feeds = model_feeds(spec, tokens)
     feeds[MASK_KEY] = tokens.mask
+    feeds[ROWS_KEY] = np.flatnonzero(valid)
     if not nonempty.all():
         feeds = {name: array[nonempty] for name, array in feeds.items()}
         valid = valid.copy()
@@ -180,11 +191,16 @@ def run_text(
     feeds: dict[str, np.ndarray],
     batch_size: int,
     output_names: list[str],
+    place: RowPlace | None = None,
 ) -> dict[str, np.ndarray]:
     """The `InferencePlan.run` hook: ORT on runs of `batch_size` rows, each padded only to its
-    own longest row (rows sorted by length first when `spec.bucket`), outputs in row order."""
+    own longest row (rows sorted by length first when `spec.bucket`), outputs in row order.
+
+    When ONNX Runtime fails on a run, its rows are run one by one and the first that fails
+    alone is named (partition, position, ``rowIdCol`` value from ``place``) in a
+    `TextModelError`."""
     mask = feeds[MASK_KEY]
-    inputs = {name: array for name, array in feeds.items() if name != MASK_KEY}
+    inputs = {name: array for name, array in feeds.items() if name not in _HOOK_KEYS}
     lengths = mask.sum(axis=1)
     n = len(lengths)
     order = np.argsort(lengths, kind="stable") if spec.bucket else np.arange(n)
@@ -193,13 +209,57 @@ def run_text(
         rows = order[start : start + batch_size]
         width = int(lengths[rows].max())
         chunk = {name: np.ascontiguousarray(array[rows, :width]) for name, array in inputs.items()}
-        outputs = session.session.run(output_names, chunk)
+        try:
+            outputs = session.session.run(output_names, chunk)
+        except Exception as exc:  # onnxruntime's own exception classes
+            raise _run_failure(spec, session, inputs, lengths, rows, feeds, place, exc) from exc
         for name, value in zip(output_names, outputs, strict=True):
             value = finish(spec, name, np.asarray(value), mask[rows, :width])
             if name not in results:
                 results[name] = np.empty((n, *value.shape[1:]), value.dtype)
             results[name][rows] = value
     return results
+
+
+def _run_failure(
+    spec: TextSpec,
+    session: ModelSession,
+    inputs: dict[str, np.ndarray],
+    lengths: np.ndarray,
+    rows: np.ndarray,
+    feeds: dict[str, np.ndarray],
+    place: RowPlace | None,
+    exc: Exception,
+) -> TextModelError:
+    """The error for a failed run: its rows one by one, naming the first that fails alone."""
+    from sparkonnx.engine.runnable import ort_message
+
+    culprit, message = None, ort_message(exc)
+    for row in rows:
+        width = int(lengths[row])
+        one = {name: np.ascontiguousarray(a[row : row + 1, :width]) for name, a in inputs.items()}
+        try:
+            session.session.run(None, one)
+        except Exception as alone:
+            culprit, message = int(row), ort_message(alone)
+            break
+    place = place or RowPlace()
+    positions = feeds.get(ROWS_KEY, np.arange(len(lengths)))
+    if culprit is None:
+        named = ", ".join(place.label(int(positions[r])) for r in rows[:3])
+        return TextModelError(
+            f"ONNX Runtime failed on {len(rows)} texts of column {spec.column!r} run together "
+            f"({named}{', ...' if len(rows) > 3 else ''}), though each runs alone: {message}. "
+            "Lower batchSize (attention memory grows with rows x tokens^2)"
+        )
+    ids = inputs.get(next(n for r, n, _ in spec.feeds if r == "input_ids"))
+    top = int(ids[culprit, : int(lengths[culprit])].max()) if ids is not None else -1
+    return TextModelError(
+        f"ONNX Runtime failed on the text in column {spec.column!r}, "
+        f"{place.label(int(positions[culprit]))} ({int(lengths[culprit])} tokens, largest token "
+        f"id {top}): {message}. If the message is about indices out of range, the tokenizer is "
+        "not this model's: give the tokenizer.json exported with it"
+    )
 
 
 def finish(spec: TextSpec, name: str, value: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -28,7 +28,15 @@ def read_tokenizer(value: Any) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     if hasattr(value, "to_str") and hasattr(value, "encode_batch"):
-        return str(value.to_str()).encode("utf-8")
+        try:
+            return str(value.to_str()).encode("utf-8")
+        except Exception as exc:  # tokenizers raises a bare Exception
+            raise ValueError(
+                f"the tokenizer cannot be written as tokenizer.json ({exc}): the text stages "
+                "ship and save the tokenizer as data, never Python code, so a custom (Python) "
+                "normalizer / pre-tokenizer / decoder cannot be used; build it from the "
+                "tokenizers library's own components"
+            ) from exc
     if isinstance(value, str | os.PathLike):
         path = os.fspath(value)
         if os.path.isdir(path):

@@ -27,6 +27,7 @@ from sparkonnx.spark_api.params import (
     HasOutputFormat,
     HasOutputMapping,
     HasPrecision,
+    HasRowIdCol,
     HasRuntimeOptions,
 )
 from sparkonnx.spark_api.persistence import HoldsOnnxModel
@@ -55,10 +56,13 @@ class _TextStage(
     HasRuntimeOptions,
     HasOutputFormat,
     HasPrecision,
+    HasRowIdCol,
 ):
     """What both text stages share: model + tokenizer, planning, precision and the transform."""
 
     _input_kwargs: dict[str, Any]  # set by pyspark's @keyword_only
+    #: Saved beside the model: the tokenizer.json bytes (data, read by `tokenizers`; no code).
+    _ARTIFACTS = ("tokenizer",)
     #: Sort each Arrow batch's texts by length before the ORT runs (off: benchmarks only).
     _length_buckets = True
 
@@ -107,6 +111,7 @@ class _TextStage(
     def _set_loaded_artifact(self, name: str, data: bytes) -> None:
         if name != "tokenizer":
             super()._set_loaded_artifact(name, data)
+        text_plan.parse_tokenizer(data, "the saved tokenizer")  # ValueError if not one
         self._tokenizer = (data, self._tokenizer_file())
 
     def copy(self, extra: Any = None) -> Any:
@@ -173,9 +178,15 @@ class _TextStage(
         return resolve_precision(self, model, dataset, sampling, device=self.getDevice())
 
     def _runtime_plan(
-        self, spark: Any, model: OnnxModel, spec: TextSpec, outputs: list[OutputColumn]
+        self,
+        spark: Any,
+        model: OnnxModel,
+        spec: TextSpec,
+        outputs: list[OutputColumn],
+        row_id: str | None = None,
     ) -> InferencePlan:
-        """The plan executors run: model and tokenizer shipped by reference, text hooks."""
+        """The plan executors run: model and tokenizer shipped by reference, text hooks;
+        ``row_id``: the rowIdCol errors name rows by."""
         tokenizer = ship_bytes(spark, self.getTokenizerBytes(), ".json")
         spec = dataclasses.replace(spec, tokenizer=tokenizer)
         return InferencePlan(
@@ -187,12 +198,14 @@ class _TextStage(
             device_id=self.getDeviceId(),
             prepare=partial(prepare_text, spec),
             run=partial(run_text, spec),
+            row_id_column=row_id,
         )
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         model, spec, outputs, fields = self._plan_text(dataset.schema)
+        row_id = self._checked_row_id_col(dataset.columns)
         model = self._precision_model(model, spec, dataset)
-        plan = self._runtime_plan(dataset.sparkSession, model, spec, outputs)
+        plan = self._runtime_plan(dataset.sparkSession, model, spec, outputs, row_id)
         result = add_model_columns(dataset, plan, T.StructType([*dataset.schema.fields, *fields]))
         if self.getOutputFormat() == "vector":  # Spark's array_to_vector fails on nulls
             F, to_vector = sql_functions(result), array_to_vector(result)
@@ -236,6 +249,7 @@ class TextEmbedder(_TextStage, HasOutputCol, HasEmbeddingOptions):
         normalize: bool = True,
         maxLength: int | None = None,
         outputFormat: str = "array",
+        rowIdCol: str | None = None,
         batchSize: int = DEFAULT_BATCH_SIZE,
         device: str = "auto",
         deviceId: int | None = None,
@@ -288,6 +302,7 @@ class TextTransformer(_TextStage, HasOutputCol, HasOutputMapping):
         outputMapping: dict[str, str] | None = None,
         maxLength: int | None = None,
         outputFormat: str = "array",
+        rowIdCol: str | None = None,
         batchSize: int = DEFAULT_BATCH_SIZE,
         device: str = "auto",
         deviceId: int | None = None,
