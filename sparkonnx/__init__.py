@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "CalibrationSet": "sparkonnx.converters.calibration",
     # spark_api
     "ONNXTransformer": "sparkonnx.spark_api.transformers.onnx_transformer",
+    "TextEmbedder": "sparkonnx.spark_api.transformers.text_transformers",
+    "TextTransformer": "sparkonnx.spark_api.transformers.text_transformers",
     "DeepImageFeaturizer": "sparkonnx.spark_api.transformers.zoo_transformers",
     "DeepImagePredictor": "sparkonnx.spark_api.transformers.zoo_transformers",
     "TFInputGraph": "sparkonnx.spark_api.transformers.tf_input_graph",
@@ -145,6 +147,7 @@ if TYPE_CHECKING:  # pragma: no cover
         register_data_source,
         score_parquet,
     )
+    from sparkonnx.spark_api.transformers.text_transformers import TextEmbedder, TextTransformer
     from sparkonnx.spark_api.transformers.tf_image_transformer import TFImageTransformer
     from sparkonnx.spark_api.transformers.tf_input_graph import TFInputGraph
     from sparkonnx.spark_api.transformers.tf_transformer import TFTransformer

@@ -129,12 +129,9 @@ class HasModelFile(Params):
         return self._set(modelFile=value)
 
 
-class HasTensorMappings(Params):
+class HasInputMapping(Params):
     inputMapping: Param[dict[str, str]] = Param(
         Params._dummy(), "inputMapping", "{input column: model input name}", _to_str_dict
-    )
-    outputMapping: Param[dict[str, str]] = Param(
-        Params._dummy(), "outputMapping", "{model output name: output column}", _to_str_dict
     )
 
     def getInputMapping(self) -> dict[str, str]:
@@ -143,11 +140,21 @@ class HasTensorMappings(Params):
     def setInputMapping(self, value: dict[str, str]) -> Self:
         return self._set(inputMapping=value)
 
+
+class HasOutputMapping(Params):
+    outputMapping: Param[dict[str, str]] = Param(
+        Params._dummy(), "outputMapping", "{model output name: output column}", _to_str_dict
+    )
+
     def getOutputMapping(self) -> dict[str, str]:
         return self.getOrDefault(self.outputMapping)
 
     def setOutputMapping(self, value: dict[str, str]) -> Self:
         return self._set(outputMapping=value)
+
+
+class HasTensorMappings(HasInputMapping, HasOutputMapping):
+    """inputMapping and outputMapping."""
 
 
 class HasRuntimeOptions(Params):

@@ -2,15 +2,16 @@
 
 Everything goes through DataFrame writers (no JVM calls), so it works on classic Spark and on
 Spark Connect and with any file system Spark can write to. Layout under `path`:
-`metadata/` (pyspark.ml's JSON metadata, loadable by `DefaultParamsReader`) and `model/`
-(parquet with the model's sha256 and bytes).
+`metadata/` (pyspark.ml's JSON metadata, loadable by `DefaultParamsReader`), `model/`
+(parquet with the model's sha256 and bytes) and one such folder per other artifact a stage
+carries (`tokenizer/` for the text stages), their hashes in the metadata's `artifacts`.
 
-Trust rule: loading a stage runs no code it was not given. The ONNX model is data; a Param
-naming a function (``imageLoader``) loads only when that name is registered in this process
-(`sparkonnx.register_image_loader`, or a function handed to a stage here) or listed in
-``load(path, trusted=[...])``; standard-library and builtins names never load. Bad metadata
-(not JSON, no ``uid`` / ``paramMap`` / ``class``, unknown Params) is an `InvalidStageError`
-naming the file.
+Trust rule: loading a stage runs no code it was not given. The ONNX model and the artifacts
+(a tokenizer.json) are data; a Param naming a function (``imageLoader``) loads only when that
+name is registered in this process (`sparkonnx.register_image_loader`, or a function handed to
+a stage here) or listed in ``load(path, trusted=[...])``; standard-library and builtins names
+never load. Bad metadata (not JSON, no ``uid`` / ``paramMap`` / ``class``, unknown Params or
+artifacts) is an `InvalidStageError` naming the file.
 """
 
 from __future__ import annotations
@@ -56,7 +57,13 @@ class OnnxStageWriter(MLWriter):
         spark = self.sparkSession
         mode = "overwrite" if self.shouldOverwrite else "error"
         model = self.instance._model_for_saving()
-        extra = {"modelSha256": model.sha256 if model else None}
+        artifacts = {
+            name: (hashlib.sha256(data).hexdigest(), data)
+            for name, data in self.instance._artifacts_for_saving().items()
+        }
+        extra: dict[str, Any] = {"modelSha256": model.sha256 if model else None}
+        if artifacts:
+            extra["artifacts"] = {name: sha for name, (sha, _) in artifacts.items()}
         metadata = DefaultParamsWriter._get_metadata_to_save(
             cast(Params, self.instance), spark, extra
         )
@@ -64,9 +71,16 @@ class OnnxStageWriter(MLWriter):
             os.path.join(path, "metadata")
         )
         if model is not None:
-            spark.createDataFrame(
-                [(model.sha256, bytearray(model.model_bytes))], "sha256 string, model binary"
-            ).coalesce(1).write.mode(mode).parquet(os.path.join(path, "model"))
+            _write_blob(spark, mode, os.path.join(path, "model"), model.sha256, model.model_bytes)
+        for name, (sha, data) in artifacts.items():
+            _write_blob(spark, mode, os.path.join(path, name), sha, data)
+
+
+def _write_blob(spark: Any, mode: str, folder: str, sha256: str, data: bytes) -> None:
+    """One row (sha256, bytes) as parquet under `folder` (column `model`, as stages always had)."""
+    spark.createDataFrame([(sha256, bytearray(data))], "sha256 string, model binary").coalesce(
+        1
+    ).write.mode(mode).parquet(folder)
 
 
 class InvalidStageError(ValueError):
@@ -180,29 +194,65 @@ class OnnxStageReader(MLReader, Generic[RW]):
         sha = metadata.get("modelSha256")
         if sha:
             instance._set_loaded_model(_read_model(spark, path, sha))
+        for name, sha in _saved_artifacts(metadata, self.cls, where).items():
+            data = _read_blob(spark, path, name, sha)
+            try:
+                instance._set_loaded_artifact(name, data)
+            except (TypeError, ValueError) as exc:
+                folder = os.path.join(path, name)
+                raise InvalidStageError(
+                    f"the {name} saved under {folder} is refused: {exc}"
+                ) from exc
         return instance
 
 
-def _read_model(spark: Any, path: str, sha: str) -> OnnxModel:
-    where = os.path.join(path, "model")
+def _saved_artifacts(metadata: dict[str, Any], cls: type, where: str) -> dict[str, str]:
+    """The metadata's {artifact folder: sha256}, each folder one the class saves itself."""
+    artifacts = metadata.get("artifacts") or {}
+    known: tuple[str, ...] = getattr(cls, "_ARTIFACTS", ())
+    if not isinstance(artifacts, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in artifacts.items()
+    ):
+        raise InvalidStageError(
+            f"the saved stage's metadata {where}: 'artifacts' must map folder names to sha256 "
+            f"strings, found {artifacts!r}"
+        )
+    unknown = sorted(set(artifacts) - set(known))
+    if unknown:
+        raise InvalidStageError(
+            f"the saved stage's metadata {where} lists artifacts {unknown}, which "
+            f"{cls.__name__} does not save; it saves {list(known)}"
+        )
+    return artifacts
+
+
+def _read_blob(spark: Any, path: str, name: str, sha: str) -> bytes:
+    """The bytes `_write_blob` stored in folder ``name`` under ``path``, checked against the
+    sha256 its metadata recorded; InvalidStageError naming the folder otherwise."""
+    where = os.path.join(path, name)
     try:
         row = spark.read.parquet(where).head()
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidStageError(
-            f"the saved stage's metadata records a model (sha256 {sha[:12]}...) but {where} "
+            f"the saved stage's metadata records a {name} (sha256 {sha[:12]}...) but {where} "
             f"cannot be read: {first}"
         ) from exc
     if row is None or "model" not in row.asDict():
-        raise InvalidStageError(f"no ONNX model stored under {where}")
+        raise InvalidStageError(f"no {name} stored under {where}")
     data = bytes(row["model"])
     if hashlib.sha256(data).hexdigest() != sha:
         raise InvalidStageError(
-            f"the ONNX model stored under {where} does not match the sha256 recorded in its "
+            f"the {name} stored under {where} does not match the sha256 recorded in its "
             f"metadata ({sha[:12]}...); the saved stage is corrupt"
         )
+    return data
+
+
+def _read_model(spark: Any, path: str, sha: str) -> OnnxModel:
+    data = _read_blob(spark, path, "model", sha)
     try:
-        return OnnxModel.from_bytes(data, source=where)
+        return OnnxModel.from_bytes(data, source=os.path.join(path, "model"))
     except InvalidModelError as exc:
         raise InvalidStageError(f"the saved stage's model is refused: {exc}") from exc
 
@@ -217,6 +267,9 @@ class OnnxStagePersistence(MLReadable, MLWritable):
 
     #: Params whose saved value names a function to import and run (checked on load).
     _CODE_PARAMS: tuple[str, ...] = ()
+    #: Folders of other data the stage saves beside `model/` (`_artifacts_for_saving`); a
+    #: load reads only these.
+    _ARTIFACTS: tuple[str, ...] = ()
 
     def write(self) -> OnnxStageWriter:
         return OnnxStageWriter(self)
@@ -240,6 +293,13 @@ class OnnxStagePersistence(MLReadable, MLWritable):
 
     def _set_loaded_model(self, model: OnnxModel) -> None:
         raise NotImplementedError
+
+    def _artifacts_for_saving(self) -> dict[str, bytes]:
+        """Other bytes the stage needs (e.g. a tokenizer), by a folder name beside `model/`."""
+        return {}
+
+    def _set_loaded_artifact(self, name: str, data: bytes) -> None:
+        raise ValueError(f"{type(self).__name__} does not know the saved artifact {name!r}")
 
 
 class HoldsOnnxModel(OnnxStagePersistence):

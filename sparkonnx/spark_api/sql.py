@@ -147,7 +147,8 @@ def _image_arguments(image: dict[str, Any], **given: Any) -> _ImageArguments:
     if unknown:
         raise TypeError(
             f"register_udf got unexpected keyword arguments {unknown}; besides its own, it takes "
-            f"ImageTransformer's preprocessing Params {list(IMAGE_ARGUMENTS)}"
+            f"ImageTransformer's preprocessing Params {list(IMAGE_ARGUMENTS)} (and, with "
+            "tokenizerFile for a text model, pooling, normalize, modelOutput, maxLength)"
         )
     given.update(image)
     params = _ImageArguments()
@@ -211,7 +212,7 @@ def _return_type(model: OnnxModel, flatten: bool, error_field: str | None) -> Da
     return fields[0].dataType if len(fields) == 1 else T.StructType(fields)
 
 
-def _sql_function(spark: Any, plan: InferencePlan, return_type: DataType) -> Any:
+def sql_function(spark: Any, plan: InferencePlan, return_type: DataType) -> Any:
     """The UDF over `plan`, built for the kind of `spark` (never from the environment)."""
     from pyspark.util import PythonEvalType
 
@@ -253,6 +254,7 @@ def register_udf(
     flatten: bool = False,
     handleInvalid: str = "keep",
     errorField: str | None = None,
+    tokenizerFile: str | None = None,
     **image: Any,
 ) -> Any:
     """Register `model` as the SQL function `name` (one argument per model input) and return it.
@@ -267,8 +269,21 @@ def register_udf(
     row's output as one flat array. `handleInvalid`: 'keep' (null result) or 'error'.
     `errorField`: the result becomes a struct with this string field holding why a row is null.
     One output gives an array column; several (or `errorField`) a struct with one field each.
+
+    `tokenizerFile` (a tokenizer.json) registers a text function `name(text)` instead; its
+    keyword arguments are then pooling, normalize, modelOutput, maxLength (see `text_sql`).
     """
     _check_registration(name, preprocessor, batchSize)
+    if tokenizerFile is not None:
+        from sparkonnx.spark_api.transformers.text_sql import register_from_sql_options
+
+        tensor_only: dict[str, Any] = dict(
+            inputShape=inputShape, preprocessor=preprocessor, flatten=flatten,
+            errorField=errorField, handleInvalid=handleInvalid != "keep",
+        )  # fmt: skip
+        return register_from_sql_options(
+            spark, name, model, tokenizerFile, batchSize, device, deviceId, tensor_only, image
+        )
     params = _image_arguments(image, handleInvalid=handleInvalid, errorCol=errorField)
     onnx_model = _resolve_model(model)
     specs = _input_specs(onnx_model, inputShape)
@@ -287,7 +302,7 @@ def register_udf(
         allow_cast=True,
         prepare=partial(prepare_arguments, arguments),
     )
-    udf = _sql_function(spark, plan, return_type)
+    udf = sql_function(spark, plan, return_type)
     spark.udf.register(name, udf)
     logger.info(
         "registered SQL function %s(%s) -> %s for model %s",

@@ -30,10 +30,11 @@ STAGES = sorted(
     },
     key=lambda cls: cls.__name__,
 )
-#: `__init__` keywords that take the model itself, not a Param.
-MODEL_KEYWORDS = {"model", "tfInputGraph", "graph"}
+#: `__init__` keywords that take the model (or the text stages' tokenizer) itself, not a Param.
+MODEL_KEYWORDS = {"model", "tfInputGraph", "graph", "tokenizer"}
 #: sparkdl keywords accepted with a DeprecationWarning and ignored (no Param behind them).
 DEPRECATED_KEYWORDS = {"tfHParms"}
+TOKENIZER = Path(__file__).parent.parent / "fixtures" / "text" / "minilm-uncased-tokenizer.json"
 #: Valid values for each Param; the first that is not the stage's default is used.
 SAMPLES: dict[str, list[Any]] = {
     "inputCol": ["in_col"],
@@ -77,6 +78,11 @@ SAMPLES: dict[str, list[Any]] = {
     "maxTrainingDataBytes": [4096],
     "maxPixels": [1000],
     "rowIdCol": ["id"],
+    "tokenizerFile": [str(TOKENIZER)],  # a real file: saving a text stage stores its bytes
+    "maxLength": [32],
+    "pooling": ["cls"],
+    "normalize": [False],
+    "modelOutput": ["last_hidden_state"],
 }
 
 

@@ -108,6 +108,10 @@ def task_partition_id() -> int | None:
     return None if ctx is None else int(ctx.partitionId())
 
 
+#: (session, feeds, batch_size, output names, place=RowPlace) -> outputs by name.
+RunHook = Callable[..., dict[str, np.ndarray]]
+
+
 @dataclass(frozen=True)
 class InferencePlan:
     """Plain values a task needs: the model reference, the column <-> tensor maps and options."""
@@ -124,6 +128,10 @@ class InferencePlan:
     prepare: Callable[..., PreparedBatch] | None = None
     #: A column named in errors beside the row's partition and position (rowIdCol).
     row_id_column: str | None = None
+    #: Optional hook: (session, feeds, batch_size, output names, place=RowPlace) -> outputs
+    #: by name, one row per feed row (the text stages' length-bucketed runs). None:
+    #: `ModelSession.run`.
+    run: RunHook | None = None
 
 
 def _task_resources() -> tuple[int | None, int | None]:
@@ -159,6 +167,16 @@ def _prepare(plan: InferencePlan, batch: pa.RecordBatch, place: RowPlace) -> Pre
     return PreparedBatch(feeds)
 
 
+def _run(
+    plan: InferencePlan, session: ModelSession, feeds: dict[str, np.ndarray], place: RowPlace
+) -> dict[str, np.ndarray]:
+    """The plan's outputs for ``feeds``, through its `run` hook when it has one."""
+    names = [out.output for out in plan.outputs]
+    if plan.run is not None:
+        return plan.run(session, feeds, plan.batch_size, names, place=place)
+    return session.run(feeds, plan.batch_size, names)
+
+
 def _merge(parts: list[tuple[np.ndarray, pa.Array]], n: int, arrow_type: pa.DataType) -> pa.Array:
     """One column of ``n`` rows from (rows mask, values for its True rows) parts; null elsewhere."""
     if not parts:
@@ -174,7 +192,11 @@ def _merge(parts: list[tuple[np.ndarray, pa.Array]], n: int, arrow_type: pa.Data
 
 
 def _run_groups(
-    plan: InferencePlan, session: ModelSession, batch: pa.RecordBatch, prepared: PreparedBatch
+    plan: InferencePlan,
+    session: ModelSession,
+    batch: pa.RecordBatch,
+    prepared: PreparedBatch,
+    place: RowPlace,
 ) -> list[tuple[str, pa.Array]]:
     """The output columns of a prepared batch whose feeds leave rows out or come in groups."""
     n = batch.num_rows
@@ -184,7 +206,7 @@ def _run_groups(
     for run in runs:
         if not run.rows.any():
             continue
-        results = session.run(run.feeds, plan.batch_size, [out.output for out in plan.outputs])
+        results = _run(plan, session, run.feeds, place)
         for part, out in zip(parts, plan.outputs):
             part.append((run.rows, out.to_arrow(results[out.output], batch, run.rows)))
     return [(out.column, _merge(part, n, out.arrow_type)) for part, out in zip(parts, plan.outputs)]
@@ -216,8 +238,8 @@ def infer_columns(
         return empty
     prepared = _prepare(plan, batch, place)
     if prepared.groups or (prepared.rows is not None and not prepared.rows.all()):
-        return _run_groups(plan, session, batch, prepared) + list(prepared.extra)
-    results = session.run(prepared.feeds, plan.batch_size, [out.output for out in plan.outputs])
+        return _run_groups(plan, session, batch, prepared, place) + list(prepared.extra)
+    results = _run(plan, session, prepared.feeds, place)
     columns = [(out.column, out.to_arrow(results[out.output], batch, None)) for out in plan.outputs]
     return columns + list(prepared.extra)
 
