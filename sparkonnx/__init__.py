@@ -13,10 +13,14 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    # the error family: every error below is a SparkOnnxError
+    "SparkOnnxError": "sparkonnx.errors",
+    "InvalidParamError": "sparkonnx.errors",
     # engine (executor side; no pyspark, no tensorflow)
     "OnnxModel": "sparkonnx.engine.model",
     "TensorSpec": "sparkonnx.engine.model",
     "InvalidModelError": "sparkonnx.engine.model",
+    "UnknownTensorError": "sparkonnx.engine.model",
     "DeviceError": "sparkonnx.engine.providers",
     "TensorConversionError": "sparkonnx.engine.tensors",
     "ImageDecodeError": "sparkonnx.engine.images",
@@ -34,12 +38,17 @@ _EXPORTS: dict[str, str] = {
     "ParityError": "sparkonnx.converters.errors",
     "UnsupportedOpsError": "sparkonnx.converters.errors",
     "UnsafeModelError": "sparkonnx.converters.errors",
+    "UnsupportedSourceError": "sparkonnx.converters.errors",
+    "SignatureError": "sparkonnx.converters.errors",
+    "OnnxRuntimeLoadError": "sparkonnx.converters.errors",
+    "CalibrationError": "sparkonnx.converters.calibration",
     "inspect_model": "sparkonnx.converters.inspect",
     "quantize": "sparkonnx.converters.quantize",
     "QuantizationResult": "sparkonnx.converters.quantize",
     "GateError": "sparkonnx.converters.gate",
     "GateTolerance": "sparkonnx.converters.gate",
     "CalibrationSet": "sparkonnx.converters.calibration",
+    "ZooWeightsError": "sparkonnx.model_zoo.build",
     # spark_api
     "ONNXTransformer": "sparkonnx.spark_api.transformers.onnx_transformer",
     "DeepImageFeaturizer": "sparkonnx.spark_api.transformers.zoo_transformers",
@@ -58,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "KerasEstimatorModel": "sparkonnx.spark_api.training.keras_estimator",
     "KerasImageFileEstimator": "sparkonnx.spark_api.training.keras_image_estimator",
     "KerasImageFileModel": "sparkonnx.spark_api.training.keras_image_estimator",
+    "ImageLoadingError": "sparkonnx.spark_api.training.keras_image_estimator",
     "TrainingSummary": "sparkonnx.spark_api.training.keras_estimator",
     "TrainingDataTooLargeError": "sparkonnx.spark_api.training.data",
     "TrainingDependencyError": "sparkonnx.spark_api.training.job",
@@ -98,12 +108,15 @@ if TYPE_CHECKING:  # pragma: no cover
         from_keras,
         from_saved_model,
     )
-    from sparkonnx.converters.calibration import CalibrationSet
+    from sparkonnx.converters.calibration import CalibrationError, CalibrationSet
     from sparkonnx.converters.errors import (
         ConversionError,
+        OnnxRuntimeLoadError,
         ParityError,
+        SignatureError,
         UnsafeModelError,
         UnsupportedOpsError,
+        UnsupportedSourceError,
     )
     from sparkonnx.converters.gate import GateError, GateTolerance
     from sparkonnx.converters.inspect import inspect_model
@@ -111,9 +124,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.converters.quantize import QuantizationResult, quantize
     from sparkonnx.converters.result import ConversionResult, ParityReport
     from sparkonnx.engine.images import ImageDecodeError
-    from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec
+    from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec, UnknownTensorError
     from sparkonnx.engine.providers import DeviceError
     from sparkonnx.engine.tensors import TensorConversionError
+    from sparkonnx.errors import InvalidParamError, SparkOnnxError
+    from sparkonnx.model_zoo.build import ZooWeightsError
     from sparkonnx.spark_api.images.reading import ImageSchema, read_images, readImagesWithCustomFn
     from sparkonnx.spark_api.images.structs import (
         imageArrayToStruct,
@@ -131,6 +146,7 @@ if TYPE_CHECKING:  # pragma: no cover
         TrainingSummary,
     )
     from sparkonnx.spark_api.training.keras_image_estimator import (
+        ImageLoadingError,
         KerasImageFileEstimator,
         KerasImageFileModel,
     )

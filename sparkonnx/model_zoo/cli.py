@@ -55,7 +55,7 @@ def run_zoo(args: argparse.Namespace) -> int:
     from sparkonnx.model_zoo.build import build_model
 
     weights = None if args.weights.lower() in ("none", "random") else args.weights
-    model = build_model(args.name, weights, seed=args.seed, progress=True)
+    model = build_model(args.name, weights, seed=args.seed)  # a bar on a terminal only
     if args.zoo_action == "build":
         print(f"{args.name}: {model.source} ({model.size_bytes / 2**20:.1f} MiB)")
         return 0

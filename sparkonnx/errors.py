@@ -1,0 +1,54 @@
+"""The one error family: every error sparkonnx raises on purpose is a `SparkOnnxError`.
+
+Each subclass keeps the builtin base that callers already catch (`DeviceError` is still a
+`RuntimeError`, `InvalidModelError` a `ValueError`, ...), so `except SparkOnnxError` catches
+them all and `except ValueError` keeps working. A value outside the allowed ones (a Param, a
+keyword argument, a CLI flag) raises `InvalidParamError` from every layer, built by
+`check_one_of` so the messages read the same: what was given, what is allowed, the fix.
+
+Imports nothing but the standard library: the executor side (`sparkonnx.engine`) uses it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class SparkOnnxError(Exception):
+    """Base of every error sparkonnx raises on purpose; `except SparkOnnxError` catches them all."""
+
+
+class InvalidParamError(SparkOnnxError, ValueError):
+    """A Param or argument value outside the allowed ones; the message lists them and the fix.
+
+    A `ValueError` (not a `TypeError`) so that it reaches the caller as itself through
+    pyspark's Param setters, which turn every TypeError into a plain one. A value of the wrong
+    type (e.g. `device=3`) still raises TypeError.
+    """
+
+
+def check_one_of(
+    name: str,
+    value: Any,
+    allowed: Sequence[str],
+    *,
+    aliases: Mapping[str, str] | None = None,
+    fix: str = "",
+) -> str:
+    """`value` lower-cased, aliases resolved, if among `allowed`; else InvalidParamError.
+
+    A non-string `value` raises TypeError (as pyspark's TypeConverters.toString would).
+    """
+    listed = ", ".join(map(repr, allowed))
+    if aliases:
+        listed += " (aliases: " + ", ".join(f"{a!r} = {c!r}" for a, c in aliases.items()) + ")"
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, one of {listed}; got {type(value).__name__}")
+    text = value.lower()
+    text = (aliases or {}).get(text, text)
+    if text not in allowed:
+        raise InvalidParamError(
+            f"{name} must be one of {listed}; got {value!r}" + (f". {fix}" if fix else "")
+        )
+    return text
