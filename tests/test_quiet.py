@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from sparkonnx.converters import quiet
+from sparkonnx.converters import progress, quiet
 
 CHATTER = ("absl", "I0000", "oneDNN", "cpu_feature_guard", "tensorflow", "tf2onnx", "Instructions")
 TF_LOG = "TF_CPP_MIN_LOG_LEVEL"
@@ -87,9 +87,7 @@ def test_logging_at_debug_for_sparkonnx_lets_the_libraries_speak(keras_file: Pat
 
 
 def _sparkonnx(*args: str) -> list[str]:
-    script = Path(sys.executable).parent / "sparkonnx"
-    command = [str(script)] if script.is_file() else [sys.executable, "-m", "sparkonnx.cli"]
-    return _run([*command, *args])
+    return _run([sys.executable, "-m", "sparkonnx.cli", *args])  # this tree's sparkonnx
 
 
 def test_sparkonnx_convert_prints_only_its_report_unless_verbose(
@@ -208,13 +206,14 @@ def test_nothing_changes_at_import() -> None:
 
 
 def test_progress_bars_show_on_a_terminal_and_hide_in_pipes(capsys) -> None:
-    assert not quiet.attended()  # pytest captures stderr: not a terminal, not a notebook
-    assert quiet.progress_bar(3, "hidden").disable
-    bar = quiet.progress_bar(3, "asked for", show=True)
+    assert not progress.attended()  # pytest captures stderr: not a terminal, not a notebook
+    assert progress.progress_bar(3, "hidden").disable
+    bar = progress.progress_bar(3, "asked for", show=True)
     bar.update(3)
     bar.close()
     assert "asked for" in capsys.readouterr().err
-    code = "from sparkonnx.converters import quiet\nb = quiet.progress_bar(3, 'seen')\nb.update(3)"
+    code = "from sparkonnx.converters import progress\nbar = progress.progress_bar(3, 'seen')"
+    code += "\nbar.update(3)"
     piped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert piped.returncode == 0 and "seen" not in piped.stderr
     assert b"seen" in _stderr_on_a_terminal(code)  # stderr is a terminal: the bar is drawn
