@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "KerasTransformer": "sparkonnx.spark_api.transformers.keras_transformer",
     "register_udf": "sparkonnx.spark_api.sql",
     "score_parquet": "sparkonnx.spark_api.transformers.parquet_scoring",
+    "ParquetTableError": "sparkonnx.spark_api.runtime.parquet_files",
     "register_data_source": "sparkonnx.spark_api.transformers.parquet_scoring",
     "registerKerasImageUDF": "sparkonnx.spark_api.sql",
     "ImageTransformer": "sparkonnx.spark_api.transformers.image_transformer",
@@ -137,6 +138,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from sparkonnx.spark_api.persistence import InvalidStageError
     from sparkonnx.spark_api.runtime.code_names import UntrustedCodeError, register_image_loader
+    from sparkonnx.spark_api.runtime.parquet_files import ParquetTableError
     from sparkonnx.spark_api.sql import register_udf, registerKerasImageUDF
     from sparkonnx.spark_api.training.data import TrainingDataTooLargeError
     from sparkonnx.spark_api.training.job import KerasTrainingError, TrainingDependencyError
