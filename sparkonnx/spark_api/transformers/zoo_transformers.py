@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame
 from typing_extensions import Self
 
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.errors import InvalidParamError
 from sparkonnx.model_zoo.registry import MODELS, get_model
 from sparkonnx.spark_api.params import (
     HasInputCol,
@@ -55,7 +56,10 @@ SCALE_HINTS: dict[str, str] = {
 def _to_scale_hint(value: Any) -> str:
     text = TypeConverters.toString(value).upper()
     if text not in SCALE_HINTS:
-        raise TypeError(f"scaleHint must be one of {', '.join(SCALE_HINTS)}; got {value!r}")
+        raise InvalidParamError(
+            f"scaleHint must be one of {', '.join(SCALE_HINTS)}; got {value!r}. Use "
+            "SCALE_AREA_AVERAGING / SCALE_SMOOTH (box filter) or SCALE_FAST (nearest)"
+        )
     return text
 
 
