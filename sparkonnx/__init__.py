@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "OnnxModel": "sparkonnx.engine.model",
     "TensorSpec": "sparkonnx.engine.model",
     "InvalidModelError": "sparkonnx.engine.model",
+    "ModelNotRunnableError": "sparkonnx.engine.runnable",
     "UnknownTensorError": "sparkonnx.engine.model",
     "DeviceError": "sparkonnx.engine.providers",
     "TensorConversionError": "sparkonnx.engine.tensors",
@@ -127,6 +128,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.engine.images import ImageDecodeError
     from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec, UnknownTensorError
     from sparkonnx.engine.providers import DeviceError
+    from sparkonnx.engine.runnable import ModelNotRunnableError
     from sparkonnx.engine.tensors import TensorConversionError
     from sparkonnx.errors import InvalidParamError, SparkOnnxError
     from sparkonnx.model_zoo.build import ZooWeightsError

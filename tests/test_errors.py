@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -25,6 +26,7 @@ from sparkonnx import (
     testing,
 )
 from sparkonnx.cli import EXIT_USAGE, build_parser, exit_code_for
+from sparkonnx.converters.options import ConversionOptions
 from sparkonnx.converters.precisions import ALIASES, PRECISIONS, accepted_spellings
 from sparkonnx.converters.precisions import validate_precision as precision_of
 from sparkonnx.converters.quantize import normalize_mode, quantize
@@ -52,6 +54,9 @@ BUILTIN_BASES = {
     "KerasTrainingError": RuntimeError,
     "ImageLoadingError": ValueError,
     "ParquetTableError": ValueError,
+    "ModelNotRunnableError": ValueError,
+    "UntrustedCodeError": ValueError,
+    "InvalidStageError": ValueError,
 }
 
 
@@ -73,7 +78,7 @@ def _every_error_class() -> dict[str, type[BaseException]]:
 
 def test_every_error_class_in_the_package_is_a_sparkonnx_error() -> None:
     classes = _every_error_class()
-    assert len(classes) >= 20, sorted(classes)
+    assert len(classes) >= 25, sorted(classes)
     outside = [name for name, cls in classes.items() if not issubclass(cls, SparkOnnxError)]
     assert outside == []
     by_name = {cls.__name__: cls for cls in classes.values()}
@@ -83,7 +88,11 @@ def test_every_error_class_in_the_package_is_a_sparkonnx_error() -> None:
 
 def test_every_error_is_exported_and_catchable_as_the_family() -> None:
     exported = {n: getattr(sparkonnx, n) for n in sparkonnx.__all__ if n.endswith("Error")}
-    assert set(BUILTIN_BASES) - {"KerasTrainingError"} <= set(exported)
+    assert set(BUILTIN_BASES) <= set(exported)
+    unexported = [
+        name for name, cls in _every_error_class().items() if exported.get(cls.__name__) is not cls
+    ]
+    assert unexported == [], "export these from sparkonnx (_EXPORTS in sparkonnx/__init__.py)"
     for name, cls in exported.items():
         assert issubclass(cls, SparkOnnxError), name
     with pytest.raises(SparkOnnxError):
@@ -150,6 +159,30 @@ def test_device_id_and_batch_size_are_checked_once_for_all_layers() -> None:
             call()
     assert ONNXTransformer(deviceId=1, batchSize=7).getDeviceId() == 1
     assert run_batched(session, {"x": x}, 1, ["y"])["y"].shape == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "rule", "call"),
+    [
+        ("maxPixels", 0, "a positive integer", lambda v: ImageTransformer(maxPixels=v)),
+        ("maxPixels", -1, "a positive integer", lambda v: ImageTransformer().setMaxPixels(v)),
+        ("calibrationRows", 1, "an integer >= 2", lambda v: ONNXTransformer(calibrationRows=v)),
+        (
+            "batch_size",
+            0,
+            "a positive integer",
+            lambda v: quantize(testing.mlp((4, 2)), "fp16", batch_size=v),
+        ),
+        ("sample_batch", 0, "a positive integer", lambda v: ConversionOptions(sample_batch=v)),
+    ],
+)
+def test_every_count_is_checked_by_one_rule(name: str, bad: int, rule: str, call: Any) -> None:
+    """Counts (rows, pixels, bytes) share `check_int`: a value too small is InvalidParamError
+    naming the Param, the rule and what was given; a non-integer is a TypeError."""
+    with pytest.raises(InvalidParamError, match=rf"^{name} must be {rule}; got {bad}"):
+        call(bad)
+    with pytest.raises(TypeError, match=name):
+        call("many")
 
 
 def test_register_udf_refuses_a_bad_device_with_the_same_error(spark) -> None:

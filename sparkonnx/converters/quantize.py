@@ -48,6 +48,7 @@ from sparkonnx.converters.parity import make_session, random_sample
 from sparkonnx.converters.precisions import validate_precision
 from sparkonnx.converters.progress import Stages
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.errors import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +127,7 @@ def quantize(
     source = _load_model(model)
     _check_fp32(source)
     limits = GateTolerance.of(tolerance)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_int("batch_size", batch_size, minimum=1)
     options = Int8Options(
         dynamic=mode == "int8-dynamic",
         per_channel=per_channel,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sparkonnx.errors import InvalidParamError, SparkOnnxError, check_one_of
+from sparkonnx.errors import SparkOnnxError, check_int, check_one_of
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +61,14 @@ def validate_device(device: str, device_id: int | None = None) -> str:
 
 def validate_device_id(device_id: Any) -> int:
     """A GPU ordinal: a non-negative int (bools refused); else InvalidParamError / TypeError."""
-    if isinstance(device_id, bool) or not isinstance(device_id, numbers.Integral):
-        raise TypeError(
-            f"deviceId must be a non-negative integer or None; got {type(device_id).__name__} "
-            f"{device_id!r}"
-        )
-    if device_id < 0:
-        raise InvalidParamError(
-            f"deviceId must be a non-negative integer or None; got {device_id!r}. Use the GPU's "
-            "ordinal (0 for the first), or leave it unset to use the task's GPU resource"
-        )
-    return int(device_id)
+    return check_int(
+        "deviceId",
+        device_id,
+        minimum=0,
+        or_none=True,
+        fix="Use the GPU's ordinal (0 for the first), or leave it unset to use the task's GPU "
+        "resource",
+    )
 
 
 def available_providers() -> list[str]:

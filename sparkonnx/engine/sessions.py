@@ -7,7 +7,6 @@ On a Spark executor, the Python worker process lives across tasks
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import threading
 from collections import Counter, OrderedDict
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from sparkonnx.engine.providers import ProviderPlan, check_session_providers
-from sparkonnx.errors import InvalidParamError
+from sparkonnx.errors import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -27,16 +26,13 @@ ModelLoader = Callable[[], "bytes | str"]  # returns ONNX bytes or a local file 
 
 def validate_batch_size(batch_size: Any) -> int:
     """Rows per ONNX Runtime call: a positive int (the one check every layer uses)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral):
-        raise TypeError(
-            f"batchSize must be a positive integer; got {type(batch_size).__name__} {batch_size!r}"
-        )
-    if batch_size <= 0:
-        raise InvalidParamError(
-            f"batchSize must be a positive integer; got {batch_size!r}. Give the number of rows "
-            "per ONNX Runtime call (1 or more; lower it for large inputs such as images)"
-        )
-    return int(batch_size)
+    return check_int(
+        "batchSize",
+        batch_size,
+        minimum=1,
+        fix="Give the number of rows per ONNX Runtime call (1 or more; lower it for large "
+        "inputs such as images)",
+    )
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing_extensions import Self
 from sparkonnx.converters.precisions import validate_precision
 from sparkonnx.engine.providers import validate_device, validate_device_id
 from sparkonnx.engine.sessions import validate_batch_size
-from sparkonnx.errors import InvalidParamError, check_one_of
+from sparkonnx.errors import InvalidParamError, check_int, check_one_of
 
 
 def warn_ignored(stage: str, argument: str, replacement: str) -> None:
@@ -65,14 +65,12 @@ def _to_output_format(value: Any) -> str:
     )
 
 
-def positive_int(name: str) -> Callable[[Any], int]:
-    """A Param type converter: an int > 0, or InvalidParamError naming the Param ``name``."""
+def int_at_least(name: str, minimum: int, fix: str = "") -> Callable[[Any], int]:
+    """A Param type converter for a count: an integer >= ``minimum`` (pyspark's toInt first, so
+    2.0 is 2), else `check_int`'s InvalidParamError naming the Param ``name`` and ``fix``."""
 
     def convert(value: Any) -> int:
-        number = TypeConverters.toInt(value)
-        if number <= 0:
-            raise InvalidParamError(f"{name} must be a positive integer; got {value!r}")
-        return number
+        return check_int(name, TypeConverters.toInt(value), minimum=minimum, fix=fix)
 
     return convert
 
@@ -214,7 +212,7 @@ class HasRowIdCol(Params):
         """rowIdCol, after checking that the DataFrame has it."""
         name = self.getRowIdCol()
         if name is not None and name not in columns:
-            raise ValueError(
+            raise InvalidParamError(
                 f"rowIdCol {name!r} is not a column of the DataFrame; its columns are "
                 f"{columns}. Name an id-like column (it is used only in error messages)"
             )
@@ -264,14 +262,11 @@ def _to_tolerance(value: Any) -> dict[str, float]:
     return {k: float(v) for k, v in value.items()}
 
 
-def _to_calibration_rows(value: Any) -> int:
-    number = TypeConverters.toInt(value)
-    if number < 2:
-        raise InvalidParamError(
-            f"calibrationRows must be an integer >= 2; got {value!r}. Give 2 or more rows "
-            "(100+ recommended; a quarter are held out for the accuracy gate)"
-        )
-    return number
+_to_calibration_rows = int_at_least(
+    "calibrationRows",
+    2,
+    fix="Give 2 or more rows (100+ recommended; a quarter are held out for the accuracy gate)",
+)
 
 
 class HasPrecision(Params):

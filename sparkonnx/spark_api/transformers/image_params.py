@@ -10,7 +10,7 @@ from typing_extensions import Self
 from sparkonnx.engine.image_decode import DEFAULT_MAX_PIXELS
 from sparkonnx.engine.image_preprocess import CHANNEL_ORDERS, LAYOUTS, RESAMPLES
 from sparkonnx.errors import InvalidParamError
-from sparkonnx.spark_api.params import HasOutputFormat, positive_int
+from sparkonnx.spark_api.params import HasOutputFormat, int_at_least
 
 #: What an image stage's output column holds (sparkdl's outputMode, plus 'array').
 OUTPUT_MODES = ("vector", "array", "image")
@@ -124,7 +124,7 @@ class HasMaxPixels(Params):
         "maxPixels",
         f"images of more pixels (width x height) are invalid rows (null output, the reason in "
         f"errorCol), refused before any resizing; default {DEFAULT_MAX_PIXELS}",
-        positive_int("maxPixels"),
+        int_at_least("maxPixels", 1, fix="Raise it for larger images (it bounds memory)"),
     )
 
     def __init__(self) -> None:
