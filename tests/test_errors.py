@@ -18,6 +18,7 @@ import pytest
 import sparkonnx
 from sparkonnx import (
     DeepImageFeaturizer,
+    DeepImagePredictor,
     ImageTransformer,
     InvalidParamError,
     KerasTransformer,
@@ -166,6 +167,7 @@ def test_device_id_and_batch_size_are_checked_once_for_all_layers() -> None:
     [
         ("maxPixels", 0, "a positive integer", lambda v: ImageTransformer(maxPixels=v)),
         ("maxPixels", -1, "a positive integer", lambda v: ImageTransformer().setMaxPixels(v)),
+        ("topK", 0, "a positive integer", lambda v: DeepImagePredictor(topK=v)),
         ("calibrationRows", 1, "an integer >= 2", lambda v: ONNXTransformer(calibrationRows=v)),
         (
             "batch_size",
@@ -183,6 +185,11 @@ def test_every_count_is_checked_by_one_rule(name: str, bad: int, rule: str, call
         call(bad)
     with pytest.raises(TypeError, match=name):
         call("many")
+
+
+def test_an_unknown_zoo_model_is_an_invalid_param_with_the_known_names() -> None:
+    with pytest.raises(InvalidParamError, match=r"unknown model 'ResNet51'; known models: .*Res"):
+        DeepImageFeaturizer(modelName="ResNet51")
 
 
 def test_register_udf_refuses_a_bad_device_with_the_same_error(spark) -> None:

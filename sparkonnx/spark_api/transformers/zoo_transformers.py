@@ -27,6 +27,7 @@ from sparkonnx.spark_api.params import (
     HasPrecision,
     HasRuntimeOptions,
     HasSeed,
+    int_at_least,
     set_given,
 )
 from sparkonnx.spark_api.persistence import OnnxStagePersistence
@@ -235,7 +236,10 @@ class DeepImagePredictor(_ZooStage):
         TypeConverters.toBoolean,
     )
     topK: Param[int] = Param(
-        Params._dummy(), "topK", "how many classes decodePredictions keeps", TypeConverters.toInt
+        Params._dummy(),
+        "topK",
+        "how many classes decodePredictions keeps (1 to 1000)",
+        int_at_least("topK", 1, fix="Keep 1 to 1000 of the ImageNet classes"),
     )
     _output_tensor = "probabilities"
 
@@ -284,7 +288,9 @@ class DeepImagePredictor(_ZooStage):
             return inner.transform(dataset)
         top_k = self.getTopK()
         if not 1 <= top_k <= 1000:
-            raise ValueError(f"topK must be between 1 and 1000; got {top_k}")
+            raise InvalidParamError(
+                f"topK must be between 1 and 1000 (the ImageNet classes); got {top_k}"
+            )
         from sparkonnx.model_zoo.labels import imagenet_labels
 
         out = self.getOutputCol()
