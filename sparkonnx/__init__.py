@@ -6,17 +6,23 @@ nor pyspark's JVM side, so executors and light clients stay light.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sparkonnx._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    # the error family: every error below is a SparkOnnxError
+    "SparkOnnxError": "sparkonnx.errors",
+    "InvalidParamError": "sparkonnx.errors",
     # engine (executor side; no pyspark, no tensorflow)
     "OnnxModel": "sparkonnx.engine.model",
     "TensorSpec": "sparkonnx.engine.model",
     "InvalidModelError": "sparkonnx.engine.model",
+    "ModelNotRunnableError": "sparkonnx.engine.runnable",
+    "UnknownTensorError": "sparkonnx.engine.model",
     "DeviceError": "sparkonnx.engine.providers",
     "TensorConversionError": "sparkonnx.engine.tensors",
     "ImageDecodeError": "sparkonnx.engine.images",
@@ -34,12 +40,17 @@ _EXPORTS: dict[str, str] = {
     "ParityError": "sparkonnx.converters.errors",
     "UnsupportedOpsError": "sparkonnx.converters.errors",
     "UnsafeModelError": "sparkonnx.converters.errors",
+    "UnsupportedSourceError": "sparkonnx.converters.errors",
+    "SignatureError": "sparkonnx.converters.errors",
+    "OnnxRuntimeLoadError": "sparkonnx.converters.errors",
+    "CalibrationError": "sparkonnx.converters.calibration",
     "inspect_model": "sparkonnx.converters.inspect",
     "quantize": "sparkonnx.converters.quantize",
     "QuantizationResult": "sparkonnx.converters.quantize",
     "GateError": "sparkonnx.converters.gate",
     "GateTolerance": "sparkonnx.converters.gate",
     "CalibrationSet": "sparkonnx.converters.calibration",
+    "ZooWeightsError": "sparkonnx.model_zoo.build",
     # spark_api
     "ONNXTransformer": "sparkonnx.spark_api.transformers.onnx_transformer",
     "TextEmbedder": "sparkonnx.spark_api.transformers.text_transformers",
@@ -51,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "KerasTransformer": "sparkonnx.spark_api.transformers.keras_transformer",
     "register_udf": "sparkonnx.spark_api.sql",
     "score_parquet": "sparkonnx.spark_api.transformers.parquet_scoring",
+    "ParquetTableError": "sparkonnx.spark_api.runtime.parquet_files",
     "register_data_source": "sparkonnx.spark_api.transformers.parquet_scoring",
     "registerKerasImageUDF": "sparkonnx.spark_api.sql",
     "ImageTransformer": "sparkonnx.spark_api.transformers.image_transformer",
@@ -60,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     "KerasEstimatorModel": "sparkonnx.spark_api.training.keras_estimator",
     "KerasImageFileEstimator": "sparkonnx.spark_api.training.keras_image_estimator",
     "KerasImageFileModel": "sparkonnx.spark_api.training.keras_image_estimator",
+    "ImageLoadingError": "sparkonnx.spark_api.training.keras_image_estimator",
     "TrainingSummary": "sparkonnx.spark_api.training.keras_estimator",
     "TrainingDataTooLargeError": "sparkonnx.spark_api.training.data",
     "TrainingDependencyError": "sparkonnx.spark_api.training.job",
@@ -80,17 +93,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*sorted(_EXPORTS), "__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _EXPORTS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'sparkonnx' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,12 +105,15 @@ if TYPE_CHECKING:  # pragma: no cover
         from_keras,
         from_saved_model,
     )
-    from sparkonnx.converters.calibration import CalibrationSet
+    from sparkonnx.converters.calibration import CalibrationError, CalibrationSet
     from sparkonnx.converters.errors import (
         ConversionError,
+        OnnxRuntimeLoadError,
         ParityError,
+        SignatureError,
         UnsafeModelError,
         UnsupportedOpsError,
+        UnsupportedSourceError,
     )
     from sparkonnx.converters.gate import GateError, GateTolerance
     from sparkonnx.converters.inspect import inspect_model
@@ -115,9 +121,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.converters.quantize import QuantizationResult, quantize
     from sparkonnx.converters.result import ConversionResult, ParityReport
     from sparkonnx.engine.images import ImageDecodeError
-    from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec
+    from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec, UnknownTensorError
     from sparkonnx.engine.providers import DeviceError
+    from sparkonnx.engine.runnable import ModelNotRunnableError
     from sparkonnx.engine.tensors import TensorConversionError
+    from sparkonnx.errors import InvalidParamError, SparkOnnxError
+    from sparkonnx.model_zoo.build import ZooWeightsError
     from sparkonnx.spark_api.images.reading import ImageSchema, read_images, readImagesWithCustomFn
     from sparkonnx.spark_api.images.streams import decode_images, read_image_stream
     from sparkonnx.spark_api.images.structs import (
@@ -127,6 +136,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from sparkonnx.spark_api.persistence import InvalidStageError
     from sparkonnx.spark_api.runtime.code_names import UntrustedCodeError, register_image_loader
+    from sparkonnx.spark_api.runtime.parquet_files import ParquetTableError
     from sparkonnx.spark_api.sql import register_udf, registerKerasImageUDF
     from sparkonnx.spark_api.training.data import TrainingDataTooLargeError
     from sparkonnx.spark_api.training.job import KerasTrainingError, TrainingDependencyError
@@ -136,6 +146,7 @@ if TYPE_CHECKING:  # pragma: no cover
         TrainingSummary,
     )
     from sparkonnx.spark_api.training.keras_image_estimator import (
+        ImageLoadingError,
         KerasImageFileEstimator,
         KerasImageFileModel,
     )

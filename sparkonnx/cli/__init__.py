@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import sys
 import traceback
@@ -54,14 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbose: bool) -> None:
+    """WARNING and up; `-v`: INFO, and sparkonnx at DEBUG, which also lets TensorFlow, absl and
+    tf2onnx print (sparkonnx.converters.quiet keeps them quiet otherwise)."""
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        # tf2onnx logs what it cannot convert; we report that ourselves, in one line
-        logging.getLogger("tf2onnx").setLevel(logging.CRITICAL)
+    if verbose:
+        logging.getLogger("sparkonnx").setLevel(logging.DEBUG)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

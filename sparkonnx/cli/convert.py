@@ -77,11 +77,15 @@ def _add_quantize_arguments(p: argparse.ArgumentParser) -> None:
         "int8 / fp16 after conversion (or of an .onnx source), refused with the measured "
         "figures and exit code 5 when it falls below the accuracy gate's thresholds vs fp32",
     )
+    from sparkonnx.converters.precisions import accepted_spellings
+
     g.add_argument(
         "--quantize",
-        choices=["int8", "int8-dynamic", "dynamic", "fp16"],
-        help="int8: static QDQ, calibrated (fastest on CPUs); dynamic: int8 weights only "
-        "(MLPs, transformers); fp16: for GPUs (no speed-up on CPU)",
+        type=str.lower,
+        choices=accepted_spellings(lower_only=True),
+        help="int8 (alias static): static QDQ, calibrated (fastest on CPUs); int8-dynamic "
+        "(alias dynamic): int8 weights only (MLPs, transformers); fp16 (alias float16): for "
+        "GPUs (no speed-up on CPU)",
     )
     g.add_argument(
         "--calibration",
@@ -167,12 +171,6 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"model source not found: {source}")
     if args.quantize is None and (args.calibration or args.validation):
         raise ValueError("--calibration / --validation need --quantize int8|dynamic|fp16")
-    if not args.verbose and source.suffix != ".onnx":
-        from sparkonnx.converters import _deps
-        from sparkonnx.converters.quiet import silenced
-
-        with silenced(stdout=False):  # TensorFlow's native start-up logs
-            _deps.tf2onnx()
     if args.quantize is not None and source.suffix == ".onnx":
         quantized = _quantize(args, source)
         path = quantized.save(args.output)

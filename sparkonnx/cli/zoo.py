@@ -71,7 +71,7 @@ def run_zoo(args: argparse.Namespace) -> int:
     if args.zoo_action == "build":
         from sparkonnx.model_zoo.build import build_model
 
-        model = build_model(args.name, weights, seed=args.seed, progress=True)
+        model = build_model(args.name, weights, seed=args.seed)  # a bar on a terminal only
         print(f"{args.name}: {model.source} ({model.size_bytes / 2**20:.1f} MiB)")
         return 0
     from sparkonnx.model_zoo.transfer import export_model

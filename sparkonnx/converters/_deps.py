@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 from types import ModuleType
+
+from sparkonnx.converters.quiet import import_quietly
 
 INSTALL_HINT = "pip install 'sparkonnx[convert]'"
 
 
 def _import(name: str, purpose: str) -> ModuleType:
     try:
-        return importlib.import_module(name)
+        return import_quietly(name)
     except ImportError as exc:
         raise ImportError(
             f"{purpose} needs the '{name}' package, which is not installed ({exc}); "
@@ -21,8 +21,7 @@ def _import(name: str, purpose: str) -> ModuleType:
 
 
 def tensorflow() -> ModuleType:
-    """The `tensorflow` module, imported on first use with its C++ logs quietened."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """The `tensorflow` module, imported on first use without its start-up banners."""
     return _import("tensorflow", "converting TensorFlow / Keras models")
 
 
@@ -33,10 +32,11 @@ def keras() -> ModuleType:
 
 
 def tf2onnx() -> ModuleType:
-    """The `tf2onnx` module; tf2onnx sets environment variables when imported, so only here."""
+    """The `tf2onnx` module (with `tf2onnx.convert`); the environment variables it sets on
+    import are put back as they were."""
     tensorflow()
     module = _import("tf2onnx", "converting TensorFlow graphs to ONNX")
-    importlib.import_module("tf2onnx.convert")
+    _import("tf2onnx.convert", "converting TensorFlow graphs to ONNX")
     return module
 
 

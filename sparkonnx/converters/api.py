@@ -11,6 +11,7 @@ from sparkonnx.converters import _deps
 from sparkonnx.converters.errors import UnsupportedSourceError
 from sparkonnx.converters.options import ConversionOptions, resolve_options
 from sparkonnx.converters.parity import SampleInput
+from sparkonnx.converters.quiet import quietly
 from sparkonnx.converters.result import ConversionResult
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ _ALLOWED = (
 )
 
 
+@quietly
 def from_keras(
     model: Any,
     options: ConversionOptions | None = None,
@@ -52,6 +54,7 @@ def from_keras(
     return pipeline.run(prepared, opts, sample_input)
 
 
+@quietly
 def from_saved_model(
     path: str | os.PathLike[str],
     options: ConversionOptions | None = None,
@@ -67,6 +70,7 @@ def from_saved_model(
     return pipeline.run(prepared, opts, sample_input)
 
 
+@quietly
 def from_function(
     function: Any,
     options: ConversionOptions | None = None,
@@ -88,6 +92,7 @@ def from_function(
     return pipeline.run(prepared, opts, sample_input)
 
 
+@quietly
 def from_graph_def(
     graph_def: Any,
     options: ConversionOptions | None = None,
@@ -115,6 +120,7 @@ def from_graph_def(
     return pipeline.run(prepared, opts, sample_input)
 
 
+@quietly
 def from_checkpoint(
     path: str | os.PathLike[str],
     options: ConversionOptions | None = None,
@@ -137,6 +143,7 @@ def _is_checkpoint_path(p: Path) -> bool:
     return p.is_dir() and (p / "checkpoint").is_file()
 
 
+@quietly
 def convert(
     source: Any,
     options: ConversionOptions | None = None,

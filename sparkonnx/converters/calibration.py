@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from sparkonnx.engine.image_preprocess import ImagePreprocessing
 from sparkonnx.engine.model import OnnxModel, TensorSpec
+from sparkonnx.errors import SparkOnnxError
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ _FORMATS = (
 )
 
 
-class CalibrationError(ValueError):
+class CalibrationError(SparkOnnxError, ValueError):
     """Calibration data that cannot feed the model (format, names, shapes or row count)."""
 
 

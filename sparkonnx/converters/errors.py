@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sparkonnx.errors import SparkOnnxError
+
 if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.converters.result import ParityReport
 
 
-class ConversionError(RuntimeError):
+class ConversionError(SparkOnnxError, RuntimeError):
     """A model could not be turned into a valid, numerically faithful ONNX model."""
 
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from sparkonnx.errors import check_int
+
 DEFAULT_OPSET = 15
 TF2ONNX_MAX_OPSET = 18  # tf2onnx 1.17 refuses 19+: we convert at 18, then upgrade with onnx
 MIN_OPSET = 9
@@ -108,8 +110,7 @@ class ConversionOptions:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not isinstance(self.sample_batch, int) or self.sample_batch < 1:
-            raise ValueError(f"sample_batch must be a positive int, got {self.sample_batch!r}")
+        check_int("sample_batch", self.sample_batch, minimum=1)
         if not isinstance(self.signature, str) or not self.signature:
             raise ValueError(f"signature must be a non-empty string, got {self.signature!r}")
         object.__setattr__(self, "input_names", _names(self.input_names, "input_names"))

@@ -1,8 +1,10 @@
-"""Progress of long driver-side work (conversion, quantization): timed stages and tqdm bars.
+"""Progress of long driver-side work (conversion, quantization, zoo builds): timed stages and
+tqdm bars.
 
 Each stage is timed and logged at INFO; a tqdm bar counts the stages and another, when asked
-for, the rows of a calibration pass. Bars show when ``show`` is True, or by default when
-standard error is a terminal.
+for, the rows of a calibration pass. Bars (``tqdm.auto``: a widget in notebooks) show when
+``show`` is True, or by default where someone watches: on a terminal or in a notebook, never in
+a pipe or a log file.
 """
 
 from __future__ import annotations
@@ -16,7 +18,30 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Stages"]
+__all__ = ["Stages", "attended", "progress_bar"]
+
+
+def _in_notebook() -> bool:
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython else None
+    return shell is not None and hasattr(shell, "kernel")
+
+
+def attended() -> bool:
+    """True on a terminal (stderr is a TTY) or in a Jupyter kernel: where a bar is seen."""
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        tty = False
+    return tty or _in_notebook()
+
+
+def progress_bar(total: int, desc: str, show: bool | None = None, **options: Any) -> Any:
+    """A tqdm bar (tqdm.auto) over `total` steps; `show` None: shown when `attended()`."""
+    from tqdm.auto import tqdm
+
+    visible = attended() if show is None else show
+    return tqdm(total=total, desc=desc, disable=not visible, leave=False, **options)
 
 
 class Stages:
@@ -26,15 +51,13 @@ class Stages:
         self, name: str, show: bool | None, total: int | None = None, desc: str | None = None
     ) -> None:
         self.name = name
-        self.show = sys.stderr.isatty() if show is None else show
+        self.show = show
         self.timings: dict[str, float] = {}
         self.bar: Any = None if total is None else self._bar(total, desc or name)
         self.rows_bar: Any = None
 
     def _bar(self, total: int, desc: str) -> Any:
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, disable=not self.show, leave=False)
+        return progress_bar(total, desc, self.show)
 
     @contextmanager
     def stage(self, label: str) -> Iterator[None]:

@@ -45,21 +45,13 @@ from sparkonnx.converters.gate import (
 )
 from sparkonnx.converters.int8 import Int8Options, pre_process, to_int8
 from sparkonnx.converters.parity import make_session, random_sample
+from sparkonnx.converters.precisions import validate_precision
 from sparkonnx.converters.progress import Stages
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.errors import check_int
 
 logger = logging.getLogger(__name__)
 
-MODES = ("int8", "int8-dynamic", "fp16")
-_MODE_ALIASES = {
-    "int8": "int8",
-    "static": "int8",
-    "int8-static": "int8",
-    "dynamic": "int8-dynamic",
-    "int8-dynamic": "int8-dynamic",
-    "fp16": "fp16",
-    "float16": "fp16",
-}
 QUANTIZATION = "sparkonnx.quantization"  # metadata key: JSON of the settings and gate figures
 GATE_ROWS_WITHOUT_DATA = 16  # random rows when dynamic / fp16 get no sample inputs
 
@@ -68,13 +60,7 @@ ModelInput = OnnxModel | bytes | str | Path | onnx.ModelProto | Any  # Any: Conv
 
 def normalize_mode(mode: str) -> str:
     """The canonical mode name ('int8', 'int8-dynamic' or 'fp16') for `mode` or an alias."""
-    canonical = _MODE_ALIASES.get(str(mode).lower())
-    if canonical is None:
-        raise ValueError(
-            f"mode={mode!r} is not supported; use 'int8' (static, calibrated), 'int8-dynamic' "
-            "(alias 'dynamic': weights only, for MLPs / transformers) or 'fp16' (for GPUs)"
-        )
-    return canonical
+    return validate_precision(mode, name="mode", lower_only=True)
 
 
 @dataclass(frozen=True)
@@ -141,8 +127,7 @@ def quantize(
     source = _load_model(model)
     _check_fp32(source)
     limits = GateTolerance.of(tolerance)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_int("batch_size", batch_size, minimum=1)
     options = Int8Options(
         dynamic=mode == "int8-dynamic",
         per_channel=per_channel,

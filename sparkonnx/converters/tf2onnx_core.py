@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from sparkonnx.converters import _deps
+from sparkonnx.converters.quiet import native_quiet
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +54,13 @@ def _tf2onnx_catch_errors(catch: bool) -> Iterator[None]:
 
 
 def _lean_then_safe(call: Callable[[], Any], what: str) -> Any:
-    """Run a tf2onnx call without its per-optimizer graph copies; on failure retry with them."""
+    """Run a tf2onnx call without its per-optimizer graph copies; on failure retry with them.
+
+    TensorFlow's grappler prints from C++ on each call (when TF was imported without its log
+    level raised): muted unless sparkonnx logs at DEBUG.
+    """
     try:
-        with _tf2onnx_catch_errors(False):
+        with _tf2onnx_catch_errors(False), native_quiet():
             return call()
     except Exception as exc:
         logger.warning(
@@ -63,7 +68,7 @@ def _lean_then_safe(call: Callable[[], Any], what: str) -> Any:
             what,
             exc,
         )
-        with _tf2onnx_catch_errors(True):
+        with _tf2onnx_catch_errors(True), native_quiet():
             return call()
 
 
@@ -113,7 +118,7 @@ def convert_function(
     from tf2onnx import tf_loader
 
     if large_model:  # external tensor storage exists only on tf2onnx's function path
-        with _numpy2_compat():
+        with _numpy2_compat(), native_quiet():
             proto, storage = tf2onnx.convert.from_function(
                 function,
                 input_signature=list(input_signature),
@@ -134,7 +139,7 @@ def convert_function(
     renames = dict(zip(inputs, (s.name for s in specs)))
     if isinstance(concrete.structured_outputs, dict):
         renames.update({t.name: k for k, t in concrete.structured_outputs.items()})
-    with tf.device("/cpu:0"):
+    with tf.device("/cpu:0"), native_quiet():
         graph_def = tf_loader.from_function(concrete, inputs, outputs)
     proto, _ = _lean_then_safe(
         lambda: tf2onnx.convert.from_graph_def(

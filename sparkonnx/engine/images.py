@@ -31,6 +31,8 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
+from sparkonnx.errors import SparkOnnxError
+
 __all__ = [
     "IMAGE_ARROW_TYPE",
     "IMAGE_FIELDS",
@@ -81,7 +83,7 @@ IMAGE_ARROW_TYPE = pa.struct(
 )
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(SparkOnnxError, ValueError):
     """A file or struct could not be turned into an image; the message is a short reason."""
 
 

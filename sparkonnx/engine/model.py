@@ -13,14 +13,16 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from sparkonnx.errors import SparkOnnxError
+
 Dim = int | str | None  # a static size, a symbolic name, or unknown
 
 
-class InvalidModelError(ValueError):
+class InvalidModelError(SparkOnnxError, ValueError):
     """The bytes or file given are not a valid ONNX model."""
 
 
-class UnknownTensorError(ValueError):
+class UnknownTensorError(SparkOnnxError, ValueError):
     """A tensor name that the model does not have; the message lists the ones it has."""
 
 

@@ -8,18 +8,24 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sparkonnx.errors import SparkOnnxError, check_int, check_one_of
+
 logger = logging.getLogger(__name__)
 
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+DEVICE_FIX = (
+    "Use 'auto' (CUDA when usable, else CPU), 'cpu', or 'cuda' (needs the onnxruntime-gpu "
+    "package and a visible NVIDIA GPU)"
+)
 
 _fallback_logged: set[str] = set()
 _fallback_lock = threading.Lock()
 
 
-class DeviceError(RuntimeError):
+class DeviceError(SparkOnnxError, RuntimeError):
     """The requested device cannot be used; the message says why and what is available."""
 
 
@@ -42,12 +48,27 @@ class ProviderPlan:
 
 
 def validate_device(device: str, device_id: int | None = None) -> str:
-    """Normalise and check a `device` argument; raises ValueError naming the allowed values."""
-    if not isinstance(device, str) or device.lower() not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(map(repr, DEVICES))}; got {device!r}")
-    if device_id is not None and (not isinstance(device_id, int) or device_id < 0):
-        raise ValueError(f"deviceId must be a non-negative integer or None; got {device_id!r}")
-    return device.lower()
+    """Normalise and check a `device` (and `deviceId`); the one check every layer uses.
+
+    A value outside 'auto' / 'cpu' / 'cuda', or a negative deviceId, raises InvalidParamError;
+    a value of the wrong type raises TypeError.
+    """
+    device = check_one_of("device", device, DEVICES, fix=DEVICE_FIX)
+    if device_id is not None:
+        validate_device_id(device_id)
+    return device
+
+
+def validate_device_id(device_id: Any) -> int:
+    """A GPU ordinal: a non-negative int (bools refused); else InvalidParamError / TypeError."""
+    return check_int(
+        "deviceId",
+        device_id,
+        minimum=0,
+        or_none=True,
+        fix="Use the GPU's ordinal (0 for the first), or leave it unset to use the task's GPU "
+        "resource",
+    )
 
 
 def available_providers() -> list[str]:

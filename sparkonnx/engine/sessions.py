@@ -17,10 +17,22 @@ from typing import Any
 import numpy as np
 
 from sparkonnx.engine.providers import ProviderPlan, check_session_providers
+from sparkonnx.errors import check_int
 
 logger = logging.getLogger(__name__)
 
 ModelLoader = Callable[[], "bytes | str"]  # returns ONNX bytes or a local file path
+
+
+def validate_batch_size(batch_size: Any) -> int:
+    """Rows per ONNX Runtime call: a positive int (the one check every layer uses)."""
+    return check_int(
+        "batchSize",
+        batch_size,
+        minimum=1,
+        fix="Give the number of rows per ONNX Runtime call (1 or more; lower it for large "
+        "inputs such as images)",
+    )
 
 
 @dataclass(frozen=True)
@@ -85,8 +97,8 @@ def run_batched(
     n = next(iter(sizes.values()))
     if any(size != n for size in sizes.values()):
         raise ValueError(f"inputs have different numbers of rows: {sizes}")
-    if batch_size is not None and batch_size <= 0:
-        raise ValueError(f"batchSize must be a positive integer; got {batch_size}")
+    if batch_size is not None:
+        batch_size = validate_batch_size(batch_size)
     if n == 0:
         raise ValueError("cannot run a model on zero rows")
     step = n if batch_size is None else batch_size

@@ -16,9 +16,10 @@ import numpy as np
 import pyarrow as pa
 
 from sparkonnx.engine.model import Dim, TensorSpec
+from sparkonnx.errors import SparkOnnxError
 
 
-class TensorConversionError(ValueError):
+class TensorConversionError(SparkOnnxError, ValueError):
     """A column cannot become the model's input tensor; the message names column, row and
     shapes (``row``: the row's index in the batch given, when one row is to blame)."""
 

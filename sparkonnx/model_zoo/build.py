@@ -9,7 +9,6 @@ model's own normalisation. Its outputs are `features` (the featurizer's vector) 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -17,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparkonnx.converters.progress import progress_bar
+from sparkonnx.converters.quiet import quietly
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.errors import SparkOnnxError
 from sparkonnx.model_zoo import cache
 from sparkonnx.model_zoo.labels import imagenet_labels
 from sparkonnx.model_zoo.registry import ZooModel, get_model
@@ -34,7 +36,7 @@ ZOO_OPSET = 15
 Weights = str | os.PathLike[str] | None
 
 
-class ZooWeightsError(RuntimeError):
+class ZooWeightsError(SparkOnnxError, RuntimeError):
     """ImageNet weights could not be loaded; the message says where to put the file."""
 
 
@@ -167,9 +169,16 @@ def cached_path(spec: ZooModel, weights_identity: str) -> Path:
 
 
 def build_model(
-    name: str, weights: Weights = "imagenet", *, seed: int = DEFAULT_SEED, progress: bool = True
+    name: str,
+    weights: Weights = "imagenet",
+    *,
+    seed: int = DEFAULT_SEED,
+    progress: bool | None = None,
 ) -> OnnxModel:
-    """Build (or load from the disk cache) the ONNX graph of zoo model `name`."""
+    """Build (or load from the disk cache) the ONNX graph of zoo model `name`.
+
+    `progress`: a tqdm bar over the build; None shows it on a terminal or in a notebook.
+    """
     spec = get_model(name)
     choice = resolve_weights(spec, weights, seed)
     path = cached_path(spec, choice.identity)
@@ -187,15 +196,16 @@ def build_model(
         ) from exc
 
 
+@quietly
 def _build_and_cache(
-    spec: ZooModel, choice: WeightsChoice, seed: int, path: Path, progress: bool
+    spec: ZooModel, choice: WeightsChoice, seed: int, path: Path, progress: bool | None
 ) -> OnnxModel:
     import numpy as np
-    from tqdm.auto import tqdm
 
-    from sparkonnx.converters import from_function
+    from sparkonnx.converters import _deps, from_function
 
-    steps = tqdm(total=3, desc=f"building {spec.name}", disable=not progress, unit="step")
+    _deps.keras()  # TensorFlow and Keras imported without their start-up banners
+    steps = progress_bar(3, f"building {spec.name}", progress, unit="step")
     start = time.perf_counter()
     steps.set_postfix_str("keras model")
     network = _build_keras(spec, choice, seed)
@@ -234,9 +244,3 @@ def _build_and_cache(
         path,
     )
     return OnnxModel.from_path(path)
-
-
-def describe_parity(model: OnnxModel) -> str:
-    """The parity record stored in a built model's metadata, as one line."""
-    record = model.metadata.get("sparkonnx.parity")
-    return json.dumps(json.loads(record)) if record else "no parity record"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sparkonnx.errors import InvalidParamError
+
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
@@ -90,4 +92,4 @@ def get_model(name: str) -> ZooModel:
     for key, model in MODELS.items():
         if key.lower() == str(name).lower():
             return model
-    raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    raise InvalidParamError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")

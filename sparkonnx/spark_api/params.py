@@ -26,7 +26,10 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param import shared as pyspark_shared
 from typing_extensions import Self
 
-from sparkonnx.engine.providers import DEVICES
+from sparkonnx.converters.precisions import validate_precision
+from sparkonnx.engine.providers import validate_device, validate_device_id
+from sparkonnx.engine.sessions import validate_batch_size
+from sparkonnx.errors import InvalidParamError, check_int, check_one_of
 
 
 def warn_ignored(stage: str, argument: str, replacement: str) -> None:
@@ -47,33 +50,33 @@ def _to_str_dict(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-def _to_device(value: Any) -> str:
-    text = TypeConverters.toString(value).lower()
-    if text not in DEVICES:
-        raise TypeError(f"device must be one of {', '.join(map(repr, DEVICES))}; got {value!r}")
-    return text
+# Value checks raise InvalidParamError (a ValueError, which pyspark's setters pass through
+# unchanged) from the same validator the engine / converters use; wrong types raise TypeError.
+def _to_device_id(value: Any) -> int:
+    return validate_device_id(TypeConverters.toInt(value))
 
 
 def _to_output_format(value: Any) -> str:
-    text = TypeConverters.toString(value).lower()
-    if text not in ("array", "vector"):
-        raise TypeError(f"outputFormat must be 'array' or 'vector'; got {value!r}")
-    return text
+    return check_one_of(
+        "outputFormat",
+        value,
+        ("array", "vector"),
+        fix="'vector' gives Spark ML DenseVectors (rank-2 outputs only)",
+    )
 
 
-def positive_int(name: str) -> Callable[[Any], int]:
-    """A Param type converter: an int > 0, or TypeError naming the Param ``name``."""
+def int_at_least(name: str, minimum: int, fix: str = "") -> Callable[[Any], int]:
+    """A Param type converter for a count: an integer >= ``minimum`` (pyspark's toInt first, so
+    2.0 is 2), else `check_int`'s InvalidParamError naming the Param ``name`` and ``fix``."""
 
     def convert(value: Any) -> int:
-        number = TypeConverters.toInt(value)
-        if number <= 0:
-            raise TypeError(f"{name} must be a positive integer; got {value!r}")
-        return number
+        return check_int(name, TypeConverters.toInt(value), minimum=minimum, fix=fix)
 
     return convert
 
 
-_to_positive_int = positive_int("batchSize")
+def _to_positive_int(value: Any) -> int:
+    return validate_batch_size(TypeConverters.toInt(value))
 
 
 def set_given(stage: Params, kwargs: Mapping[str, Any]) -> None:
@@ -167,13 +170,13 @@ class HasRuntimeOptions(Params):
         Params._dummy(),
         "device",
         "'auto' (CUDA when usable, else CPU), 'cpu' or 'cuda'",
-        _to_device,
+        validate_device,
     )
     deviceId: Param[int] = Param(
         Params._dummy(),
         "deviceId",
         "GPU ordinal; unset: the task's GPU resource if any, else 0",
-        TypeConverters.toInt,
+        _to_device_id,
     )
 
     def getBatchSize(self) -> int:
@@ -216,7 +219,7 @@ class HasRowIdCol(Params):
         """rowIdCol, after checking that the DataFrame has it."""
         name = self.getRowIdCol()
         if name is not None and name not in columns:
-            raise ValueError(
+            raise InvalidParamError(
                 f"rowIdCol {name!r} is not a column of the DataFrame; its columns are "
                 f"{columns}. Name an id-like column (it is used only in error messages)"
             )
@@ -253,38 +256,24 @@ class HasTensorOutputOptions(HasOutputFormat):
         return self._set(allowCast=value)
 
 
-PRECISIONS: tuple[str, ...] = ("fp32", "int8", "int8-dynamic", "fp16")
-_PRECISION_ALIASES = {"dynamic": "int8-dynamic", "float16": "fp16", "float32": "fp32"}
-
-
-def _to_precision(value: Any) -> str:
-    text = TypeConverters.toString(value).lower()
-    text = _PRECISION_ALIASES.get(text, text)
-    if text not in PRECISIONS:
-        raise TypeError(
-            f"precision must be one of {', '.join(map(repr, PRECISIONS))}; got {value!r} "
-            "('int8': calibrated static int8 for CPUs, 'fp16': for GPUs)"
-        )
-    return text
-
-
 def _to_tolerance(value: Any) -> dict[str, float]:
     allowed = ("top1", "cosine", "max_rel", "min_rows")
-    if not isinstance(value, dict) or not all(
-        k in allowed and isinstance(v, int | float) for k, v in value.items()
-    ):
-        raise TypeError(
-            f"precisionTolerance must be a dict with keys among {allowed} and number values, "
-            f"e.g. {{'top1': 0.99, 'cosine': 0.99, 'min_rows': 16}}; got {value!r}"
-        )
+    message = (
+        f"precisionTolerance must be a dict with keys among {allowed} and number values, "
+        f"e.g. {{'top1': 0.99, 'cosine': 0.99, 'min_rows': 16}}; got {value!r}"
+    )
+    if not isinstance(value, dict):
+        raise TypeError(message)
+    if not all(k in allowed and isinstance(v, int | float) for k, v in value.items()):
+        raise InvalidParamError(message)
     return {k: float(v) for k, v in value.items()}
 
 
-def _to_calibration_rows(value: Any) -> int:
-    number = TypeConverters.toInt(value)
-    if number < 2:
-        raise TypeError(f"calibrationRows must be an integer >= 2; got {value!r}")
-    return number
+_to_calibration_rows = int_at_least(
+    "calibrationRows",
+    2,
+    fix="Give 2 or more rows (100+ recommended; a quarter are held out for the accuracy gate)",
+)
 
 
 class HasPrecision(Params):
@@ -300,7 +289,7 @@ class HasPrecision(Params):
         "precision",
         "'fp32' (default), 'int8' (static, calibrated; fastest on CPUs), 'int8-dynamic' "
         "(weights only) or 'fp16' (GPUs; no speed-up on CPU)",
-        _to_precision,
+        validate_precision,
     )
     calibrationPath: Param[str] = Param(
         Params._dummy(),

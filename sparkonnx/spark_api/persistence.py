@@ -33,6 +33,7 @@ from pyspark.ml.util import (
 from typing_extensions import Self
 
 from sparkonnx.engine.model import InvalidModelError, OnnxModel
+from sparkonnx.errors import SparkOnnxError
 from sparkonnx.spark_api import current_class_path
 from sparkonnx.spark_api.params import set_given
 from sparkonnx.spark_api.runtime.code_names import require_trusted
@@ -83,7 +84,7 @@ def _write_blob(spark: Any, mode: str, folder: str, sha256: str, data: bytes) ->
     ).write.mode(mode).parquet(folder)
 
 
-class InvalidStageError(ValueError):
+class InvalidStageError(SparkOnnxError, ValueError):
     """A saved stage that cannot be loaded: unreadable or incomplete metadata, an unknown Param,
     a value its Param refuses, or a missing / corrupt model. The message names the file."""
 

@@ -298,11 +298,3 @@ def _save_atomically(data: bytes, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
-
-
-def gate_figures(model: OnnxModel) -> dict[str, Any] | None:
-    """The gate's figures stored in a lower-precision model's metadata, or None for fp32."""
-    from sparkonnx.converters.quantize import quantization_of
-
-    record = quantization_of(model)
-    return None if record is None else record.get("gate")

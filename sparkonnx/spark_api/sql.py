@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from sparkonnx.engine.image_preprocess import ImagePreprocessing, resolve_preprocessing
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.providers import validate_device
+from sparkonnx.engine.sessions import validate_batch_size
 from sparkonnx.spark_api.runtime.arrow_udf_path import arrow_udf_supported
 from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn, run_columns
 from sparkonnx.spark_api.runtime.image_executor import VectorOutput
@@ -237,8 +238,7 @@ def _check_registration(name: Any, preprocessor: Any, batchSize: Any) -> None:
             f"preprocessor must be a function (file path -> image array), got "
             f"{type(preprocessor).__name__}"
         )
-    if not isinstance(batchSize, int) or batchSize <= 0:
-        raise ValueError(f"batchSize must be a positive integer; got {batchSize!r}")
+    validate_batch_size(batchSize)
 
 
 def register_udf(

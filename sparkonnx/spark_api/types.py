@@ -55,10 +55,6 @@ def spark_type_for(spec: TensorSpec) -> T.DataType:
     return result
 
 
-def describe_column_type(dataType: T.DataType) -> str:
-    return dataType.simpleString()
-
-
 def _element_of(dataType: T.DataType) -> tuple[np.dtype | None, int]:
     """(numpy element dtype or None, array depth) of a Spark column type."""
     depth = 0

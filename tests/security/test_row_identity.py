@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sparkonnx import ONNXTransformer, read_images, testing
+from sparkonnx import InvalidParamError, ONNXTransformer, read_images, testing
 from sparkonnx.spark_api.session import sql_functions
 from tests.security.models import tiny_image_stage
 
@@ -57,7 +57,9 @@ def test_ragged_rows_blame_the_odd_one_even_in_first_place(spark):
 def test_a_missing_row_id_column_is_named(spark):
     df = _features(spark, 0, "null")
     stage = ONNXTransformer(inputCol="x", outputCol="y", model=testing.mlp((4, 3)), rowIdCol="nope")
-    with pytest.raises(ValueError, match=r"rowIdCol 'nope' is not a column of the DataFrame"):
+    with pytest.raises(
+        InvalidParamError, match=r"rowIdCol 'nope' is not a column of the DataFrame"
+    ):
         stage.transform(df)
 
 

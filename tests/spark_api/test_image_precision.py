@@ -15,6 +15,7 @@ from sparkonnx.converters.gate import GateError
 from sparkonnx.converters.quantize import quantization_of
 from sparkonnx.engine.image_batch import batch_to_image_structs
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.errors import InvalidParamError
 from sparkonnx.spark_api.precision import image_sampling, sample_dataframe
 from sparkonnx.testing import as_nchw, small_classifier, smooth_images, write_images
 
@@ -153,5 +154,5 @@ def test_precision_params_round_trip_through_save_load(
 
 
 def test_unknown_precision_names_the_choices() -> None:
-    with pytest.raises(TypeError, match="int8"):
+    with pytest.raises(InvalidParamError, match="int8"):
         _stage(precision="int4")

@@ -12,6 +12,7 @@ from pyspark.ml.linalg import DenseVector
 
 import sparkonnx
 from sparkonnx import ImageTransformer, TFImageTransformer, testing
+from sparkonnx.errors import InvalidParamError
 from sparkonnx.spark_api.images.reading import ImageSchema, read_images
 from sparkonnx.spark_api.images.structs import imageArrayToStruct, imageStructToArray
 
@@ -187,7 +188,7 @@ def test_driver_side_errors_name_the_problem(spark):
         ImageTransformer(inputCol="image", outputCol="o", model=two, inputTensor="a").transform(df)
     with pytest.raises(ValueError, match=r"input x: float32\[N, 8\] is not an image batch"):
         ImageTransformer(inputCol="image", outputCol="o", model=testing.mlp((8, 2))).transform(df)
-    with pytest.raises(TypeError, match="outputMode must be one of"):
+    with pytest.raises(InvalidParamError, match="outputMode must be one of"):
         ImageTransformer(outputMode="tensor")
 
 

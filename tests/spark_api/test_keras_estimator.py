@@ -17,6 +17,7 @@ from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.ml.tuning import ParamGridBuilder, TrainValidationSplit
 from pyspark.sql import types as T
 
+from sparkonnx.errors import InvalidParamError
 from sparkonnx.spark_api.shipping import ModelRef
 from sparkonnx.spark_api.training import data as training_data
 from sparkonnx.spark_api.training import job as training
@@ -242,8 +243,11 @@ def test_memory_limit_from_spark_conf(spark):
 
 
 def test_keras_params_are_validated(start_model):
-    with pytest.raises(TypeError, match=r"kerasFitParams may not set \['x'\]"):
+    # a dict of the right type with a key the estimator sets itself: a bad value, not a bad type
+    with pytest.raises(InvalidParamError, match=r"kerasFitParams may not set \['x'\]"):
         estimator(start_model, kerasFitParams={"x": 1})
+    with pytest.raises(InvalidParamError, match=r"maxTrainingDataBytes must be a non-negative"):
+        estimator(start_model, maxTrainingDataBytes=-1)
     with pytest.raises(TypeError, match="JSON-serializable"):
         estimator(start_model, kerasFitParams={"epochs": object()})
     with pytest.raises(TypeError, match="expected a Keras name"):

@@ -6,6 +6,7 @@ from pyspark.ml.linalg import Vectors
 
 from sparkonnx import ONNXTransformer, testing
 from sparkonnx.engine.tensors import TensorConversionError
+from sparkonnx.errors import InvalidParamError
 from sparkonnx.spark_api import shipping
 from sparkonnx.spark_api.runtime.executor import session_stats
 
@@ -177,7 +178,7 @@ def test_mapping_errors(spark):
         )
     with pytest.raises(ValueError, match="has no model"):
         ONNXTransformer(inputCol="features", outputCol="y").transform(df)
-    with pytest.raises(TypeError, match="device must be one of"):
+    with pytest.raises(InvalidParamError, match="device must be one of"):
         ONNXTransformer(model=testing.mlp((8, 2)), device="tpu")
 
 

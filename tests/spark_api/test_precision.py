@@ -12,6 +12,7 @@ import pytest
 from sparkonnx.converters.gate import GateError
 from sparkonnx.converters.quantize import quantization_of, quantize
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.errors import InvalidParamError
 from sparkonnx.spark_api import precision
 from sparkonnx.spark_api.transformers.onnx_transformer import ONNXTransformer
 from sparkonnx.testing import as_nchw, small_classifier, smooth_images
@@ -154,11 +155,12 @@ def test_offline_int8_model_runs_as_is(images_df, monkeypatch: pytest.MonkeyPatc
 
 
 def test_bad_values_and_tiny_dataframes(spark, precision_cache: Path) -> None:
-    with pytest.raises(TypeError, match=r"precision must be one of 'fp32', 'int8'.*got 'int4'"):
+    bad = InvalidParamError
+    with pytest.raises(bad, match=r"precision must be one of 'fp32', 'int8'.*got 'int4'"):
         ONNXTransformer(precision="int4")
-    with pytest.raises(TypeError, match="calibrationRows must be an integer >= 2"):
+    with pytest.raises(bad, match="calibrationRows must be an integer >= 2"):
         ONNXTransformer(calibrationRows=1)
-    with pytest.raises(TypeError, match=r"precisionTolerance must be a dict with keys among"):
+    with pytest.raises(bad, match=r"precisionTolerance must be a dict with keys among"):
         ONNXTransformer(precisionTolerance={"top5": 0.9})
     assert ONNXTransformer(precision="dynamic").getPrecision() == "int8-dynamic"
     x = as_nchw(smooth_images(1)).reshape(1, -1)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from sparkonnx.engine.image_batch import image_structs_to_batch
+from sparkonnx.errors import InvalidParamError
 from sparkonnx.spark_api.images.reading import (
     READ_IMAGES_SCHEMA,
     read_images,
@@ -232,8 +233,12 @@ def test_argument_errors(spark: Any, image_dir: Any) -> None:
     root = str(image_dir[0])
     with pytest.raises(ValueError, match=r"sampleRatio must be in \(0, 1\], got 0"):
         read_images(root, sampleRatio=0, spark=spark)
-    with pytest.raises(ValueError, match="numPartitions must be a positive int or None, got 0"):
+    with pytest.raises(
+        InvalidParamError, match="numPartitions must be a positive integer or None; got 0"
+    ):
         read_images(root, numPartitions=0, spark=spark)
+    with pytest.raises(InvalidParamError, match="maxPixels must be a positive integer or None"):
+        read_images(root, maxPixels=-5, spark=spark)
     with pytest.raises(ValueError, match="path is empty"):
         read_images([], spark=spark)
     with pytest.raises(TypeError, match="decode_f must be a function"):

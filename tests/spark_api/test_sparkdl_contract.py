@@ -20,6 +20,7 @@ from sparkonnx import (
     testing,
 )
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.errors import InvalidParamError
 from sparkonnx.spark_api.images.structs import imageArrayToStruct, imageStructToArray
 
 
@@ -141,7 +142,7 @@ def test_scale_hint_maps_sparkdls_values_to_a_resize_filter(monkeypatch):
     assert inner_resample(scaleHint="SCALE_AREA_AVERAGING") == "box"
     assert inner_resample(scaleHint="scale_smooth") == "box"
     assert inner_resample(scaleHint="SCALE_FAST") == "nearest"
-    with pytest.raises(TypeError, match="scaleHint must be one of SCALE_AREA_AVERAGING"):
+    with pytest.raises(InvalidParamError, match="scaleHint must be one of SCALE_AREA_AVERAGING"):
         DeepImageFeaturizer(scaleHint="SCALE_BEST")
 
 

@@ -23,6 +23,7 @@ from sparkonnx import (
     registerKerasImageUDF,
     testing,
 )
+from sparkonnx.errors import InvalidParamError
 from sparkonnx.spark_api import session
 from sparkonnx.spark_api import sql as sql_module
 from sparkonnx.spark_api.images.reading import IMAGE_STRUCT_TYPE
@@ -139,11 +140,11 @@ def test_registration_errors(spark):
     proto = testing.mlp((4, 2))
     with pytest.raises(ValueError, match="identifier"):
         register_udf(spark, "my udf", proto)
-    with pytest.raises(TypeError, match="channelOrder must be one of"):
+    with pytest.raises(InvalidParamError, match="channelOrder must be one of"):
         register_udf(spark, "u", proto, channelOrder="GBR")
     with pytest.raises(TypeError, match=r"unexpected keyword arguments \['inputsize'\]"):
         register_udf(spark, "u", proto, inputsize=[4, 4])
-    with pytest.raises(TypeError, match="handleInvalid must be one of 'keep', 'error'"):
+    with pytest.raises(InvalidParamError, match="handleInvalid must be one of 'keep', 'error'"):
         register_udf(spark, "u", proto, handleInvalid="skip")
     with pytest.raises(ValueError, match=r"register_udf 'u': size \[4, 4\] was asked but model"):
         register_udf(spark, "u", testing.tiny_cnn(size=8), inputSize=[4, 4])

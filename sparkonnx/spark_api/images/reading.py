@@ -32,6 +32,7 @@ from pyspark.sql.types import (
 
 from sparkonnx.engine.image_decode import DEFAULT_MAX_PIXELS, decode_file_batches
 from sparkonnx.engine.images import IMAGE_FIELDS, OCV_TYPES
+from sparkonnx.errors import check_optional_int
 from sparkonnx.spark_api.images.local_files import is_local, plan_files
 from sparkonnx.spark_api.images.structs import imageArrayToStruct, imageStructToArray
 from sparkonnx.spark_api.session import active_session, is_connect
@@ -221,11 +222,6 @@ def _empty_files(files: DataFrame) -> list[str]:
     return missing
 
 
-def _check_positive_int(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
-
-
 def _parallelism(spark: SparkSession) -> int:
     """The session's default parallelism (Spark Connect: its conf, else 8)."""
     if not is_connect(spark):
@@ -251,7 +247,7 @@ def _read_files(
     Local paths: (path, error) rows listed by `local_files` (contents read while decoding).
     Other file systems: (path, content) rows from ``binaryFile``, empty files included.
     """
-    _check_positive_int("numPartitions", numPartitions)
+    check_optional_int("numPartitions", numPartitions, minimum=1)
     if not isinstance(sampleRatio, int | float) or not 0.0 < sampleRatio <= 1.0:
         raise ValueError(f"sampleRatio must be in (0, 1], got {sampleRatio!r}")
     paths = [path] if isinstance(path, str) else list(path)
@@ -385,7 +381,7 @@ def _decode(
     maxPixels: int | None,
     **read_options: Any,
 ) -> DataFrame:
-    _check_positive_int("maxPixels", maxPixels)
+    check_optional_int("maxPixels", maxPixels, minimum=1)
     session = active_session(spark)
     files, local = _read_files(session, path, **read_options)
     # The closure holds plain values only: an importable function, the user's decoder, a bool.

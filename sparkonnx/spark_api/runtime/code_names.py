@@ -22,6 +22,8 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from sparkonnx.errors import SparkOnnxError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -41,7 +43,7 @@ _trusted: set[str] = set()
 _lock = threading.Lock()
 
 
-class UntrustedCodeError(ValueError):
+class UntrustedCodeError(SparkOnnxError, ValueError):
     """A code name (e.g. a saved ``imageLoader``) that is refused: not trusted, or forbidden."""
 
 

@@ -15,13 +15,15 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from sparkonnx.errors import SparkOnnxError
+
 logger = logging.getLogger(__name__)
 
 #: URI schemes Hadoop uses that pyarrow knows under another name.
 _SCHEME_ALIASES = {"s3a": "s3", "s3n": "s3", "gcs": "gs", "abfss": "abfs"}
 
 
-class ParquetTableError(ValueError):
+class ParquetTableError(SparkOnnxError, ValueError):
     """A path that cannot be scored as plain Parquet files (a table format, a corrupt file)."""
 
 

@@ -19,6 +19,7 @@ from pyspark.sql import types as T
 
 from sparkonnx.engine.model import TensorSpec
 from sparkonnx.engine.tensors import column_to_tensor
+from sparkonnx.errors import SparkOnnxError
 from sparkonnx.spark_api.session import sql_functions, vector_to_array
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ MEMORY_SHARE = 0.5
 _UNITS = {"": 2**20, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
 
 
-class TrainingDataTooLargeError(ValueError):
+class TrainingDataTooLargeError(SparkOnnxError, ValueError):
     """The training data would not fit in one worker's memory; raised before loading it."""
 
 

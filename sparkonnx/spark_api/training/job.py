@@ -8,7 +8,6 @@ capture plain values (`TrainingJob`), never an Estimator or a SparkSession.
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import logging
@@ -26,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from sparkonnx.converters.quiet import import_quietly
+from sparkonnx.errors import SparkOnnxError
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 
 logger = logging.getLogger(__name__)
@@ -39,11 +40,11 @@ RESULT_SCHEMA = (
 )
 
 
-class TrainingDependencyError(ImportError):
+class TrainingDependencyError(SparkOnnxError, ImportError):
     """TensorFlow / Keras is missing where training runs (typically on an executor)."""
 
 
-class KerasTrainingError(RuntimeError):
+class KerasTrainingError(SparkOnnxError, RuntimeError):
     """Keras training of a param map failed; the message names the param map and the cause."""
 
 
@@ -95,11 +96,10 @@ class TrainedKeras:
 # -- dependencies ----------------------------------------------------------------------------
 def import_keras() -> ModuleType:
     """Keras 3 on TensorFlow, or a `TrainingDependencyError` naming this host and the fix."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
-        importlib.import_module("tensorflow")
-        return importlib.import_module("keras")
+        import_quietly("tensorflow")  # without TF's start-up banners (unless logging at DEBUG)
+        return import_quietly("keras")
     except ImportError as exc:
         raise TrainingDependencyError(
             f"Keras training needs TensorFlow and Keras in the Python environment that runs it, "
@@ -145,7 +145,7 @@ def keras_to_bytes(model: Any) -> bytes:
 
 
 # -- one param map -------------------------------------------------------------------------------
-def _limit_threads(keras: Any, cpus: int | None) -> None:
+def _limit_threads(cpus: int | None) -> None:
     """Keep a task's TensorFlow to the cores Spark gave it (only possible before TF starts)."""
     if not cpus:
         return
@@ -209,9 +209,9 @@ def train_partition(job: TrainingJob, frames: Iterator[Any]) -> Iterator[Any]:
         for index in frame["id"].tolist():
             task = job.tasks[int(index)]
             try:
-                keras = import_keras()
+                import_keras()  # fails early, as TrainingDependencyError, without Keras
                 ctx = TaskContext.get()
-                _limit_threads(keras, ctx.cpus() if ctx is not None else None)
+                _limit_threads(ctx.cpus() if ctx is not None else None)
                 if data is None:
                     data = unpack_arrays(job.data.load())
                 trained = train_keras(

@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from sparkonnx.engine.model import OnnxModel, TensorSpec
+from sparkonnx.errors import SparkOnnxError
 from sparkonnx.spark_api.params import HasRuntimeOptions, set_given
 from sparkonnx.spark_api.training import data as training_data
 from sparkonnx.spark_api.training.driver import KerasEstimatorBase, StartModel
@@ -39,7 +40,7 @@ _FEATURES = "__sparkonnx_features"
 _LABELS = "__sparkonnx_labels"
 
 
-class ImageLoadingError(ValueError):
+class ImageLoadingError(SparkOnnxError, ValueError):
     """The imageLoader failed on a training row or returned an unusable array."""
 
 

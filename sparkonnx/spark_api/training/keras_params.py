@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param import Param, Params
 from typing_extensions import Self
+
+from sparkonnx.errors import InvalidParamError
+from sparkonnx.spark_api.params import int_at_least
 
 #: Keys of kerasFitParams that the estimator supplies itself.
 _RESERVED_FIT_KEYS = ("x", "y", "validation_data", "sample_weight", "callbacks")
@@ -47,7 +50,7 @@ def _to_fit_params(value: Any) -> dict[str, Any]:
         )
     reserved = [k for k in value if k in _RESERVED_FIT_KEYS]
     if reserved:
-        raise TypeError(
+        raise InvalidParamError(
             f"kerasFitParams may not set {reserved}: the estimator passes the training data "
             f"itself; use e.g. validation_split instead of validation_data"
         )
@@ -55,11 +58,9 @@ def _to_fit_params(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def _to_non_negative_int(value: Any) -> int:
-    number = TypeConverters.toInt(value)
-    if number < 0:
-        raise TypeError(f"maxTrainingDataBytes must be >= 0 (0: derive it); got {value!r}")
-    return number
+_to_max_bytes = int_at_least(
+    "maxTrainingDataBytes", 0, fix="Give a number of bytes, or 0 to derive it from worker memory"
+)
 
 
 class HasKerasTraining(Params):
@@ -89,7 +90,7 @@ class HasKerasTraining(Params):
         "maxTrainingDataBytes",
         "largest gathered training data allowed, in bytes; 0: half of one worker's memory "
         "(spark.executor.pyspark.memory, else spark.executor.memory)",
-        _to_non_negative_int,
+        _to_max_bytes,
     )
 
     def getKerasOptimizer(self) -> str | dict[str, Any]:

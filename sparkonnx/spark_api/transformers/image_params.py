@@ -9,7 +9,8 @@ from typing_extensions import Self
 
 from sparkonnx.engine.image_decode import DEFAULT_MAX_PIXELS
 from sparkonnx.engine.image_preprocess import CHANNEL_ORDERS, LAYOUTS, RESAMPLES
-from sparkonnx.spark_api.params import HasOutputFormat, positive_int
+from sparkonnx.errors import InvalidParamError
+from sparkonnx.spark_api.params import HasOutputFormat, int_at_least
 
 #: What an image stage's output column holds (sparkdl's outputMode, plus 'array').
 OUTPUT_MODES = ("vector", "array", "image")
@@ -20,7 +21,9 @@ def _choice(name: str, allowed: tuple[str, ...], upper: bool = False) -> Any:
         text = TypeConverters.toString(value)
         text = text.upper() if upper else text.lower()
         if text not in allowed:
-            raise TypeError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+            raise InvalidParamError(
+                f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}"
+            )
         return text
 
     return convert
@@ -29,7 +32,9 @@ def _choice(name: str, allowed: tuple[str, ...], upper: bool = False) -> Any:
 def _to_size(value: Any) -> list[int]:
     size = TypeConverters.toListInt(value)
     if len(size) != 2 or min(size) <= 0:
-        raise TypeError(f"inputSize must be [height, width] with positive values; got {value!r}")
+        raise InvalidParamError(
+            f"inputSize must be [height, width] with positive values; got {value!r}"
+        )
     return size
 
 
@@ -119,7 +124,7 @@ class HasMaxPixels(Params):
         "maxPixels",
         f"images of more pixels (width x height) are invalid rows (null output, the reason in "
         f"errorCol), refused before any resizing; default {DEFAULT_MAX_PIXELS}",
-        positive_int("maxPixels"),
+        int_at_least("maxPixels", 1, fix="Raise it for larger images (it bounds memory)"),
     )
 
     def __init__(self) -> None:

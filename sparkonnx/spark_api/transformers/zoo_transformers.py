@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame
 from typing_extensions import Self
 
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.errors import InvalidParamError
 from sparkonnx.model_zoo.registry import MODELS, get_model
 from sparkonnx.spark_api.params import (
     HasInputCol,
@@ -27,6 +28,7 @@ from sparkonnx.spark_api.params import (
     HasPrecision,
     HasRuntimeOptions,
     HasSeed,
+    int_at_least,
     set_given,
 )
 from sparkonnx.spark_api.persistence import OnnxStagePersistence
@@ -56,7 +58,10 @@ SCALE_HINTS: dict[str, str] = {
 def _to_scale_hint(value: Any) -> str:
     text = TypeConverters.toString(value).upper()
     if text not in SCALE_HINTS:
-        raise TypeError(f"scaleHint must be one of {', '.join(SCALE_HINTS)}; got {value!r}")
+        raise InvalidParamError(
+            f"scaleHint must be one of {', '.join(SCALE_HINTS)}; got {value!r}. Use "
+            "SCALE_AREA_AVERAGING / SCALE_SMOOTH (box filter) or SCALE_FAST (nearest)"
+        )
     return text
 
 
@@ -232,7 +237,10 @@ class DeepImagePredictor(_ZooStage):
         TypeConverters.toBoolean,
     )
     topK: Param[int] = Param(
-        Params._dummy(), "topK", "how many classes decodePredictions keeps", TypeConverters.toInt
+        Params._dummy(),
+        "topK",
+        "how many classes decodePredictions keeps (1 to 1000)",
+        int_at_least("topK", 1, fix="Keep 1 to 1000 of the ImageNet classes"),
     )
     _output_tensor = "probabilities"
 
@@ -281,7 +289,9 @@ class DeepImagePredictor(_ZooStage):
             return inner.transform(dataset)
         top_k = self.getTopK()
         if not 1 <= top_k <= 1000:
-            raise ValueError(f"topK must be between 1 and 1000; got {top_k}")
+            raise InvalidParamError(
+                f"topK must be between 1 and 1000 (the ImageNet classes); got {top_k}"
+            )
         from sparkonnx.model_zoo.labels import imagenet_labels
 
         out = self.getOutputCol()
