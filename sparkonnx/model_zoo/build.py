@@ -9,6 +9,7 @@ model's own normalisation. Its outputs are `features` (the featurizer's vector) 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
