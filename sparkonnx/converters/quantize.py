@@ -43,7 +43,7 @@ from sparkonnx.converters.gate import (
     refusal,
     require_gate_rows,
 )
-from sparkonnx.converters.int8 import Int8Options, pre_process, to_int8
+from sparkonnx.converters.int8 import Int8Options, pre_process, reduced_range_default, to_int8
 from sparkonnx.converters.parity import make_session, random_sample
 from sparkonnx.converters.precisions import validate_precision
 from sparkonnx.converters.progress import Stages
@@ -107,7 +107,7 @@ def quantize(
     holdout: int | float = 0.25,
     max_rows: int = 512,
     batch_size: int = 8,
-    reduce_range: bool = False,
+    reduce_range: bool | None = None,
     nodes_to_exclude: Sequence[str] | None = None,
     seed: int = 0,
     progress: bool | None = None,
@@ -121,9 +121,12 @@ def quantize(
     mean cosine) or {'top1', 'cosine', 'max_rel', 'min_rows'}; `metric`: 'auto', 'top1',
     'cosine', 'max_rel', or {output: metric}. Raises `GateError` with the measured figures on
     refusal, and `CalibrationError` when the gate would judge on fewer than `min_rows` (16)
-    held-out rows or the sample holds NaN / inf.
+    held-out rows or the sample holds NaN / inf. `reduce_range` (7-bit weights): None picks it
+    on x86 CPUs without VNNI / AMX, where 8-bit weights overflow (`reduced_range_default`).
     """
     mode = normalize_mode(mode)
+    if reduce_range is None:
+        reduce_range = reduced_range_default()
     source = _load_model(model)
     _check_fp32(source)
     limits = GateTolerance.of(tolerance)

@@ -369,3 +369,16 @@ def test_zoo_resnet50_weights_none_int8_passes_gate(
         f"fp32: {probs.top1_classes} class(es), top-1 margin median {probs.top1_margin_median:.3f}"
     )
     assert quantization_of(result.proto)["gate"]["passed"]  # type: ignore[index]
+
+
+def test_seven_bit_weights_are_the_default_only_on_x86_cpus_without_vnni(monkeypatch) -> None:
+    import platform
+
+    from sparkonnx.converters.int8 import reduced_range_default
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert reduced_range_default("processor : 0\nflags : fpu sse2 avx2 fma\n")
+    assert not reduced_range_default("flags : avx2 avx512f avx512_vnni\n")
+    assert not reduced_range_default("flags : avx2 avx_vnni\n")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert not reduced_range_default("flags : fp asimd\n")
