@@ -63,6 +63,8 @@ _EXPORTS: dict[str, str] = {
     "register_udf": "sparkonnx.spark_api.sql",
     "score_parquet": "sparkonnx.spark_api.transformers.parquet_scoring",
     "ParquetTableError": "sparkonnx.spark_api.runtime.parquet_files",
+    "ZooImportError": "sparkonnx.model_zoo.transfer",
+    "TextModelError": "sparkonnx.spark_api.runtime.text",
     "register_data_source": "sparkonnx.spark_api.transformers.parquet_scoring",
     "registerKerasImageUDF": "sparkonnx.spark_api.sql",
     "ImageTransformer": "sparkonnx.spark_api.transformers.image_transformer",
@@ -127,6 +129,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.engine.tensors import TensorConversionError
     from sparkonnx.errors import InvalidParamError, SparkOnnxError
     from sparkonnx.model_zoo.build import ZooWeightsError
+    from sparkonnx.model_zoo.transfer import ZooImportError
     from sparkonnx.spark_api.images.reading import ImageSchema, read_images, readImagesWithCustomFn
     from sparkonnx.spark_api.images.streams import decode_images, read_image_stream
     from sparkonnx.spark_api.images.structs import (
@@ -137,6 +140,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.spark_api.persistence import InvalidStageError
     from sparkonnx.spark_api.runtime.code_names import UntrustedCodeError, register_image_loader
     from sparkonnx.spark_api.runtime.parquet_files import ParquetTableError
+    from sparkonnx.spark_api.runtime.text import TextModelError
     from sparkonnx.spark_api.sql import register_udf, registerKerasImageUDF
     from sparkonnx.spark_api.training.data import TrainingDataTooLargeError
     from sparkonnx.spark_api.training.job import KerasTrainingError, TrainingDependencyError

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from sparkonnx.engine.sessions import ModelSession
+from sparkonnx.errors import SparkOnnxError
 from sparkonnx.spark_api.runtime.executor import PreparedBatch, RowPlace
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 
@@ -39,7 +40,7 @@ ROWS_KEY = "__sparkonnx_batch_rows__"
 _HOOK_KEYS = (MASK_KEY, ROWS_KEY)
 
 
-class TextModelError(RuntimeError):
+class TextModelError(SparkOnnxError, RuntimeError):
     """ONNX Runtime failed on a text: the message names the row and its token count."""
 
 
