@@ -79,9 +79,10 @@ def _add_quantize_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--quantize",
-        choices=["int8", "int8-dynamic", "dynamic", "fp16"],
-        help="int8: static QDQ, calibrated (fastest on CPUs); dynamic: int8 weights only "
-        "(MLPs, transformers); fp16: for GPUs (no speed-up on CPU)",
+        choices=["int8", "int8-static", "int8-dynamic", "dynamic", "fp16"],
+        help="int8: static (calibrated) for convolutional graphs, dynamic for MatMul graphs; "
+        "int8-static / int8-dynamic (weights only: MLPs, transformers) force one; fp16: for "
+        "GPUs (no speed-up on CPU)",
     )
     g.add_argument(
         "--calibration",
@@ -105,6 +106,23 @@ def _add_quantize_arguments(p: argparse.ArgumentParser) -> None:
         help="how outputs are judged (auto: top1 for classifiers, cosine for features)",
     )
     g.add_argument("--no-per-channel", action="store_true", help="per-tensor int8 weights")
+    g.add_argument(
+        "--min-speedup",
+        type=float,
+        help="int8 is refused unless this many times as fast as fp32 here (1.2; 0: any speed)",
+    )
+    g.add_argument(
+        "--no-search",
+        action="store_true",
+        help="int8: try only the default configuration (MinMax, per-channel, QDQ) instead of "
+        "searching calibration methods / excluded layers / formats for the fastest that passes",
+    )
+    g.add_argument(
+        "--search-seconds",
+        type=float,
+        default=None,
+        help="time budget of the int8 search (120)",
+    )
 
 
 def _quantize(args: argparse.Namespace, model: Any) -> Any:
@@ -117,9 +135,11 @@ def _quantize(args: argparse.Namespace, model: Any) -> Any:
             ("cosine", args.min_cosine),
             ("max_rel", args.max_rel_error),
             ("min_rows", args.min_gate_rows),
+            ("min_speedup", args.min_speedup),
         )
         if value is not None
     }
+    budget = {} if args.search_seconds is None else {"search_seconds": args.search_seconds}
     return quantize(
         model,
         args.calibration,
@@ -129,6 +149,8 @@ def _quantize(args: argparse.Namespace, model: Any) -> Any:
         tolerance=tolerance or None,
         metric=args.gate_metric,
         progress=False if args.no_progress else None,
+        search=not args.no_search,
+        **budget,
     )
 
 

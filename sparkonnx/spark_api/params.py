@@ -262,7 +262,7 @@ def _to_precision(value: Any) -> str:
 
 
 def _to_tolerance(value: Any) -> dict[str, float]:
-    allowed = ("top1", "cosine", "max_rel", "min_rows")
+    allowed = ("top1", "cosine", "max_rel", "min_rows", "min_speedup", "search_seconds")
     if not isinstance(value, dict) or not all(
         k in allowed and isinstance(v, int | float) for k, v in value.items()
     ):
@@ -315,7 +315,10 @@ class HasPrecision(Params):
         Params._dummy(),
         "precisionTolerance",
         "accuracy gate thresholds vs fp32: {'top1': min agreement, 'cosine': min mean cosine, "
-        "'max_rel': max error / output range}; defaults 0.99, 0.99, 0.05",
+        "'max_rel': max error / output range, 'min_rows': fewest held-out rows, 'min_speedup': "
+        "int8 must run this many times as fast as fp32 in an executor task, 'search_seconds': "
+        "budget of the int8 configuration search (0: one configuration)}; defaults 0.99, 0.99, "
+        "0.05, 16, 1.2, 120",
         _to_tolerance,
     )
 

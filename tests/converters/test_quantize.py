@@ -45,7 +45,7 @@ def run(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 def test_small_cnn_int8_from_image_folder_passes_gate_with_figures(tmp_path: Path) -> None:
     folder = write_images(tmp_path / "calib", smooth_images(64))
     source = small_classifier()
-    result = quantize(source, folder, holdout=16)
+    result = quantize(source, folder, holdout=16, search=False, tolerance={"min_speedup": 0})
 
     gate = result.gate
     assert gate.passed and gate.rows == 16 and gate.calibration_rows == 48
@@ -113,7 +113,8 @@ def test_static_int8_needs_calibration_data() -> None:
 
 def test_tolerance_decides_the_verdict() -> None:
     x = as_nchw(smooth_images(24, seed=2))
-    result = quantize(small_classifier(), x, holdout=8, tolerance={"top1": 0.5, "min_rows": 8})
+    loose = {"top1": 0.5, "min_rows": 8, "min_speedup": 0}
+    result = quantize(small_classifier(), x, holdout=8, search=False, tolerance=loose)
     assert result.gate.outputs[0].threshold == 0.5
     with pytest.raises(GateError, match=r"mean cosine similarity .* < 1 required"):
         quantize(
@@ -127,7 +128,9 @@ def test_tolerance_decides_the_verdict() -> None:
 
 def test_already_quantized_model_is_not_quantized_again() -> None:
     x = as_nchw(smooth_images(16, seed=3))
-    once = quantize(small_classifier(), x, holdout=4, tolerance={"min_rows": 4})
+    once = quantize(
+        small_classifier(), x, holdout=4, search=False, tolerance={"min_rows": 4, "min_speedup": 0}
+    )
     with pytest.raises(ConversionError, match="already a int8 model; quantize the fp32 model"):
         quantize(once.proto, x)
 
@@ -138,7 +141,7 @@ def test_already_quantized_model_is_not_quantized_again() -> None:
 def test_dynamic_int8_mlp_passes_gate() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 256)).astype(np.float32)
-    result = quantize(testing.mlp(), x, mode="dynamic")
+    result = quantize(testing.mlp(), x, mode="dynamic", search=False, tolerance={"min_speedup": 0})
     assert result.mode == "int8-dynamic"
     assert "DynamicQuantizeLinear" in op_types(result.proto) or "MatMulInteger" in op_types(
         result.proto
