@@ -46,6 +46,7 @@ from sparkonnx.converters.int8_search import (
 )
 from sparkonnx.converters.progress import Stages
 from sparkonnx.converters.quantize_rows import Gate, batch_for, samples
+from sparkonnx.engine.cpu_features import cpu_features
 from sparkonnx.engine.model import OnnxModel
 
 logger = logging.getLogger(__name__)
@@ -235,7 +236,8 @@ def _int8(
         with stages.stage("pre-process"):
             prepared = pre_process(source, Path(tmp))
         graph = onnx.load_model(str(prepared), load_external_data=False)
-        configs = candidates(mode, options, end_layers(graph), plan.search)
+        risk = not cpu_features().int8_dot_product  # u8 x s8 overflow on x86 without VNNI
+        configs = candidates(mode, options, end_layers(graph), plan.search, risk)
 
         def build(o: Int8Options) -> onnx.ModelProto:
             with stages.stage("quantize"):

@@ -45,11 +45,25 @@ def test_static_configurations_in_order_with_the_end_layers() -> None:
         "minmax-qdq-pc-ends-fp32",
         "percentile-qdq-pc-ends-fp32",
         "minmax-qoperator-pc",
+        "minmax-qdq-pc-7bit",
+        "percentile-qdq-pc-7bit",
+        "percentile-qdq-pc-7bit-ends-fp32",
     ]
     assert all("mine" in c.options.nodes_to_exclude for c in configs)  # the user's stay out
     assert configs[3].options.nodes_to_exclude == ("mine", "conv0", "fc")
     assert configs[1].options.calibration == "Percentile" and not configs[1].options.dynamic
-    assert configs[-1].options.quant_format == "QOperator"
+    assert configs[5].options.quant_format == "QOperator"
+    assert configs[-1].options.reduce_range and configs[-1].excludes_ends
+    first = candidates("int8", base, ("conv0", "fc"), seven_bit_first=True)  # x86 without VNNI
+    assert [c.name for c in first[:3]] == [c.name for c in configs[-3:]]
+    assert {c.name for c in first} == {c.name for c in configs}
+    already = candidates("int8", Int8Options(reduce_range=True), ())
+    assert [c.name for c in already] == [
+        "minmax-qdq-pc-7bit",
+        "percentile-qdq-pc-7bit",
+        "entropy-qdq-pc-7bit",
+        "minmax-qoperator-pc-7bit",
+    ]
     assert (
         configs[4].describe()
     ) == "Percentile, per-channel, QDQ, first Conv / last MatMul-Gemm in fp32"
@@ -59,8 +73,13 @@ def test_static_configurations_in_order_with_the_end_layers() -> None:
 
 def test_dynamic_configurations() -> None:
     configs = candidates("int8-dynamic", Int8Options(dynamic=True), ("fc",))
-    assert [c.name for c in configs] == ["dynamic-pc", "dynamic-pt", "dynamic-pc-ends-fp32"]
-    assert all(c.options.dynamic for c in configs)
+    assert [c.name for c in configs] == [
+        "dynamic-pc",
+        "dynamic-pt",
+        "dynamic-pc-ends-fp32",
+        "dynamic-pc-7bit",
+    ]
+    assert all(c.options.dynamic for c in configs) and configs[3].options.reduce_range
     assert configs[2].options.nodes_to_exclude == ("fc",)
 
 
@@ -139,7 +158,9 @@ def test_search_reports_every_configuration_and_keeps_the_fastest() -> None:
     found = result.search
     assert found is not None and found.timing is not None
     passed = [t for t in found.trials if t.status == "passed"]
-    assert len(found.trials) == 6 and passed
+    assert len(found.trials) == 9 and passed
+    seven_bit_first = not cpu_features().int8_dot_product  # this CPU decides the order
+    assert found.trials[0].config.endswith("-7bit") == seven_bit_first
     assert all(t.speedup is not None and t.speedup > 0 for t in passed)
     assert found.chosen == max(passed, key=lambda t: t.speedup or 0).config
     assert all(t.seconds > 0 and t.figures() for t in found.trials)
@@ -149,7 +170,7 @@ def test_search_reports_every_configuration_and_keeps_the_fastest() -> None:
     assert found.timing.cpu["summary"] == cpu_features().summary()
     record = quantization_of(result.proto)
     assert record is not None and record["search"]["chosen"] == found.chosen
-    assert len(record["search"]["trials"]) == 6 and record["search"]["timing"]["cpu"]
+    assert len(record["search"]["trials"]) == 9 and record["search"]["timing"]["cpu"]
     chosen = next(t for t in found.trials if t.config == found.chosen)
     assert record["calibration_method"] in chosen.description
 
@@ -175,12 +196,16 @@ def test_int8_is_refused_with_the_figures_when_not_fast_enough() -> None:
 
 def test_the_budget_bounds_the_search() -> None:
     result = quantize(
-        small_classifier(), _images(), holdout=16, search_seconds=0, tolerance=ANY_SPEED
+        small_classifier(),
+        _images(),
+        holdout=16,
+        search_seconds=0,
+        tolerance={"min_speedup": 0, "top1": 0.9},  # the first configuration passes
     )
     assert result.search is not None
     statuses = [t.status for t in result.search.trials]
     assert statuses[0] == "passed" and set(statuses[1:]) == {"skipped (time budget)"}
-    assert result.search.chosen == "minmax-qdq-pc"
+    assert result.search.chosen == result.search.trials[0].config
     assert "skipped (time budget)" in result.search.table()
 
 
@@ -203,9 +228,9 @@ def test_a_given_timer_decides_which_passing_configuration_is_kept() -> None:
         return Timing(tuple(seconds), rows.rows, "a fixed timer", {"summary": "test CPU"})
 
     result = quantize(testing.mlp(), _mlp_rows(), timer=timer, tolerance={"min_speedup": 1.5})
-    assert result.search is not None and calls == [3]
-    assert result.search.chosen == "dynamic-pc-ends-fp32"
-    assert [t.speedup for t in result.search.trials] == [2.0, 2.0, 3.0]
+    assert result.search is not None and calls == [4]
+    assert result.search.chosen == result.search.trials[2].config
+    assert [t.speedup for t in result.search.trials] == [2.0, 2.0, 3.0, 2.0]
     assert result.search.cpu_summary() == "test CPU"
 
 

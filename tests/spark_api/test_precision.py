@@ -183,3 +183,24 @@ def test_bad_values_and_tiny_dataframes(spark, precision_cache: Path) -> None:
     one = spark.createDataFrame([(x[0].tolist(),)], "image array<float>")
     with pytest.raises(ValueError, match=r"has 1 row\(s\): too few .* set calibrationPath"):
         _stage(precision="int8").transform(one)
+
+
+def test_int8_speed_is_timed_in_an_executor_task_and_refused_below_the_bar(
+    images_df, precision_cache: Path
+) -> None:
+    from sparkonnx.converters.int8_search import Int8SpeedError
+
+    stage = _stage(
+        precision="int8",
+        calibrationRows=ROWS,
+        precisionTolerance={"min_speedup": 1000.0},  # no int8 is 1000x fp32: always refused
+    )
+    with pytest.raises(Int8SpeedError) as info:
+        stage.transform(images_df).count()
+    message = str(info.value)
+    assert "(at least 1000x required), timed on 8 rows in one executor task on " in message
+    timing = info.value.report.timing
+    assert timing is not None and timing.where == "one executor task"
+    assert timing.cpu["threads"] == 1 and timing.cpu["summary"] in message  # the executor's CPU
+    assert len(timing.seconds) == 1 + sum(t.status == "passed" for t in info.value.report.trials)
+    assert not list(precision_cache.glob("*.onnx"))  # nothing refused is cached
