@@ -199,9 +199,10 @@ def run(args: argparse.Namespace) -> int:
         quantized = _quantize(args, source)
         path = quantized.save(args.output)
         payload = {"output": str(path), "quantization": quantized.gate.to_dict()}
+        payload["search"] = quantized.search.to_dict() if quantized.search else None
         print(json.dumps(payload, indent=2) if args.json else f"wrote {path}")
         if not args.json:
-            print(f"  {quantized.gate.summary()}")
+            _print_quantized(quantized)
         return EXIT_OK
     result = convert(source, **overrides)
     quantized = _quantize(args, result) if args.quantize is not None else None
@@ -230,7 +231,17 @@ def _json_report(result: Any, quantized: Any, path: Path) -> dict[str, Any]:
         "timings": result.timings,
         "peak_rss_bytes": result.peak_rss_bytes,
         "quantization": quantized.gate.to_dict() if quantized else None,
+        "search": quantized.search.to_dict() if quantized and quantized.search else None,
     }
+
+
+def _print_quantized(quantized: Any) -> None:
+    print(f"  {quantized.gate.summary()}")
+    if quantized.search is not None:
+        print(f"  int8 configurations ({quantized.search.mode_reason}):")
+        print(quantized.search.table())
+        if quantized.search.timing is not None:
+            print(f"  timed on {quantized.search.cpu_summary()}")
 
 
 def _print_report(result: Any, quantized: Any, path: Path) -> None:
@@ -242,6 +253,6 @@ def _print_report(result: Any, quantized: Any, path: Path) -> None:
     if result.parity is None:
         print("  parity not checked (--no-check)")
     if quantized is not None:
-        print(f"  {quantized.gate.summary()}")
+        _print_quantized(quantized)
     seconds = sum(result.timings.values())
     print(f"  {seconds:.1f} s, peak RSS {result.peak_rss_bytes / 2**20:.0f} MB")

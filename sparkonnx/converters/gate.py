@@ -190,9 +190,10 @@ class GateReport:
 class GateError(ConversionError):
     """The lower-precision model fell below the gate's thresholds; `report` has the figures."""
 
-    def __init__(self, message: str, report: GateReport) -> None:
+    def __init__(self, message: str, report: GateReport, search: Any = None) -> None:
         super().__init__(message)
         self.report = report
+        self.search = search  # int8: the SearchReport of every configuration tried
 
 
 def is_distribution(values: np.ndarray) -> bool:

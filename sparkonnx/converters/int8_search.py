@@ -243,9 +243,7 @@ def _none_passed(name: str, report: SearchReport) -> ConversionError:
             f"{name}: no int8 configuration could be built; {tried}{report.table()}"
         )
     base = refusal(judged[0].gate, name)  # type: ignore[arg-type]
-    error = GateError(f"{base}\n{tried}{report.table()}", base.report)
-    error.search = report  # type: ignore[attr-defined]
-    return error
+    return GateError(f"{base}\n{tried}{report.table()}", base.report, report)
 
 
 def _too_slow(

@@ -145,31 +145,20 @@ def quantize(
     """A gated int8 / fp16 copy of an fp32 ONNX model.
 
     `mode`: 'int8' (static for convolutional graphs, dynamic for MatMul graphs), 'int8-static',
-    'int8-dynamic' or 'fp16'. `calibration`: sample inputs (a folder of images, .npy / .npz /
-    .parquet, arrays or a CalibrationSet); required for static int8, where `holdout` rows (a
-    count, or a fraction below 1) are kept out of calibration for the gate, unless `validation`
-    gives the gate its own rows. `tolerance`: a number (minimum top-1 agreement and mean cosine)
-    or {'top1', 'cosine', 'max_rel', 'min_rows', 'min_speedup'}; `metric`: 'auto', 'top1',
-    'cosine', 'max_rel', or {output: metric}. int8 `search`es configurations for at most
-    `search_seconds` (False: the single configuration given) and keeps the fastest that passes,
-    timed by `timer` (default: in this process). Raises `GateError` with the measured figures
-    on refusal, `Int8SpeedError` when int8 is under `min_speedup` (1.2) times as fast as fp32,
-    and `CalibrationError` when the gate would judge on fewer than `min_rows` (16) held-out
-    rows or the sample holds NaN / inf.
+    'int8-dynamic' or 'fp16'. `calibration`: sample inputs (image folder, .npy / .npz /
+    .parquet, arrays); static int8 calibrates on all but `holdout` rows (a count or a fraction),
+    which the gate judges on, unless `validation` gives the gate its own rows. `tolerance`: a
+    number (min top-1 and cosine) or {'top1', 'cosine', 'max_rel', 'min_rows', 'min_speedup'};
+    `metric`: 'auto', 'top1', 'cosine', 'max_rel' or {output: metric}. int8 `search`es for at
+    most `search_seconds` and keeps the fastest passing configuration, timed by `timer`
+    (default: this process). Raises `GateError` with the figures, `Int8SpeedError` under
+    `min_speedup`, `CalibrationError` for fewer than `min_rows` gate rows or NaN / inf inputs.
     """
     source = _load_model(model)
     _check_fp32(source)
     mode, reason = resolve_mode(mode, source)
     limits = GateTolerance.of(tolerance)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    options = Int8Options(
-        dynamic=mode == "int8-dynamic",
-        per_channel=per_channel,
-        reduce_range=reduce_range,
-        nodes_to_exclude=tuple(nodes_to_exclude or ()),
-        batch=batch_for(source, batch_size),
-    )
+    options = _options(source, mode, batch_size, per_channel, reduce_range, nodes_to_exclude)
     stages = Stages(f"{mode} {source.source}", progress)
     with stages.stage("calibration data"):
         calib, gate_rows = samples(source, calibration, validation, mode, holdout, max_rows, seed)
@@ -177,14 +166,31 @@ def quantize(
     require_gate_rows(source.source, gate_rows, limits, where)
     gate = Gate(source, gate_rows, mode, limits, metric, calib.rows if calib else 0, batch_size)
     found: SearchReport | None = None
-    if mode == "fp16":
-        proto, report = _fp16(source, gate, stages)
-    else:
-        plan = _SearchPlan(search, search_seconds, timer or local_timer, reason)
-        proto, report, found, options = _int8(source, mode, options, calib, gate, stages, plan)
-    stages.close()
+    try:
+        if mode == "fp16":
+            proto, report = _fp16(source, gate, stages)
+        else:
+            plan = _SearchPlan(search, search_seconds, timer or local_timer, reason)
+            proto, report, found, options = _int8(source, mode, options, calib, gate, stages, plan)
+    finally:
+        stages.close()
     logger.info("%s: %s", source.source, report.summary())
-    record = _record(source, mode, options, calib, report, limits, stages.timings, found)
+    return _finish(source, mode, proto, report, options, calib, limits, stages.timings, found)
+
+
+def _finish(
+    source: OnnxModel,
+    mode: str,
+    proto: onnx.ModelProto,
+    report: GateReport,
+    options: Int8Options,
+    calib: CalibrationSet | None,
+    limits: GateTolerance,
+    timings: dict[str, float],
+    found: SearchReport | None,
+) -> QuantizationResult:
+    """The result, with its record written into the model's metadata."""
+    record = _record(source, mode, options, calib, report, limits, timings, found)
     metadata.write(proto, {metadata.PRECISION: mode, QUANTIZATION: json.dumps(record)})
     return QuantizationResult(
         proto=proto,
@@ -192,8 +198,27 @@ def quantize(
         gate=report,
         source_sha256=source.sha256,
         calibration_identity=None if calib is None else calib.identity,
-        timings=stages.timings,
+        timings=timings,
         search=found,
+    )
+
+
+def _options(
+    source: OnnxModel,
+    mode: str,
+    batch_size: int,
+    per_channel: bool,
+    reduce_range: bool,
+    nodes_to_exclude: Sequence[str] | None,
+) -> Int8Options:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return Int8Options(
+        dynamic=mode == "int8-dynamic",
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        nodes_to_exclude=tuple(nodes_to_exclude or ()),
+        batch=batch_for(source, batch_size),
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from sparkonnx import testing
 from sparkonnx.converters.calibration import CalibrationSet
-from sparkonnx.converters.gate import GateTolerance, judge, metric_rule
+from sparkonnx.converters.gate import GateError, GateTolerance, judge, metric_rule
 from sparkonnx.converters.int8 import Int8Options
 from sparkonnx.converters.int8_configs import candidates, choose_int8_mode, end_layers
 from sparkonnx.converters.int8_search import Int8SpeedError, Timing
@@ -274,3 +274,16 @@ def test_time_models_measures_each_model() -> None:
     assert len(seconds) == 2 and all(0 < s < 5 for s in seconds)
     with pytest.raises(ValueError, match="at least one model and one feed"):
         time_models([], feeds)
+
+
+def test_when_no_configuration_passes_the_refusal_lists_them_all() -> None:
+    real = _images(32, seed=1)
+    with pytest.raises(GateError) as info:
+        quantize(small_classifier(), np.zeros_like(real), validation=real, search_seconds=30)
+    found = info.value.search
+    assert found is not None and found.chosen is None
+    tried = [t for t in found.trials if t.status != "skipped (time budget)"]
+    assert tried and all(t.status in ("refused by the gate", "failed") for t in tried)
+    message = str(info.value)
+    assert "int8 search (static: the graph has 2 convolution(s))" in message
+    assert all(f"{t.config}: " in message for t in found.trials)
