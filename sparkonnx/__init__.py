@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "QuantizationResult": "sparkonnx.converters.quantize",
     "GateError": "sparkonnx.converters.gate",
     "GateTolerance": "sparkonnx.converters.gate",
+    "Int8SpeedError": "sparkonnx.converters.int8_search",
     "CalibrationSet": "sparkonnx.converters.calibration",
     # spark_api
     "ONNXTransformer": "sparkonnx.spark_api.transformers.onnx_transformer",
@@ -107,6 +108,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from sparkonnx.converters.gate import GateError, GateTolerance
     from sparkonnx.converters.inspect import inspect_model
+    from sparkonnx.converters.int8_search import Int8SpeedError
     from sparkonnx.converters.options import ConversionOptions
     from sparkonnx.converters.quantize import QuantizationResult, quantize
     from sparkonnx.converters.result import ConversionResult, ParityReport

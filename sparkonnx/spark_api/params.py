@@ -283,16 +283,20 @@ def _to_calibration_rows(value: Any) -> int:
 class HasPrecision(Params):
     """precision ('fp32', 'int8', 'int8-dynamic', 'fp16') and how lower precisions are made.
 
-    'int8' is calibrated once on `calibrationRows` rows drawn (seeded) from the DataFrame being
-    transformed, or on `calibrationPath`; then an accuracy gate compares it with fp32 on
-    held-out rows and refuses it below `precisionTolerance`. See sparkonnx.spark_api.precision.
+    'int8' is static (calibrated) for convolutional graphs and dynamic for MatMul graphs. It is
+    calibrated once on `calibrationRows` rows drawn (seeded) from the DataFrame being
+    transformed, or on `calibrationPath`; a short search of int8 configurations is judged by an
+    accuracy gate against fp32 on held-out rows, the passing ones are timed in one executor
+    task, and the fastest is kept unless under `precisionTolerance` (thresholds, 'min_speedup',
+    'search_seconds'). See sparkonnx.spark_api.precision.
     """
 
     precision: Param[str] = Param(
         Params._dummy(),
         "precision",
-        "'fp32' (default), 'int8' (static, calibrated; fastest on CPUs), 'int8-dynamic' "
-        "(weights only) or 'fp16' (GPUs; no speed-up on CPU)",
+        "'fp32' (default), 'int8' (static for convolutional graphs, dynamic for MatMul graphs; "
+        "used only where it is faster), 'int8-dynamic' (weights only) or 'fp16' (GPUs; no "
+        "speed-up on CPU)",
         _to_precision,
     )
     calibrationPath: Param[str] = Param(
