@@ -54,7 +54,7 @@ def _table(title: str, result: object) -> None:
     print("  | configuration | gate | img/s | x fp32 | s |\n  |---|---|---|---|---|")
     print(f"  | fp32 | | {fp32:.1f} | 1.00 | |")
     for t in found.trials:
-        rate = "| |" if t.speedup is None else f"| {fp32 * t.speedup:.1f} | {t.speedup:.2f} |"
+        rate = "| | |" if t.speedup is None else f"| {fp32 * t.speedup:.1f} | {t.speedup:.2f} |"
         print(f"  | {t.config} | {t.figures()}, {t.status} {rate} {t.seconds:.0f} |")
 
 
