@@ -150,7 +150,7 @@ def quantize(
     which the gate judges on, unless `validation` gives the gate its own rows. `tolerance`: a
     number (min top-1 and cosine) or {'top1', 'cosine', 'max_rel', 'min_rows', 'min_speedup'};
     `metric`: 'auto', 'top1', 'cosine', 'max_rel' or {output: metric}. int8 `search`es for at
-    most `search_seconds` and keeps the fastest passing configuration, timed by `timer`
+    most `search_seconds` (0: like search=False) and keeps the fastest that passes, timed by `timer`
     (default: this process). Raises `GateError` with the figures, `Int8SpeedError` under
     `min_speedup`, `CalibrationError` for fewer than `min_rows` gate rows or NaN / inf inputs.
     """
@@ -170,7 +170,8 @@ def quantize(
         if mode == "fp16":
             proto, report = _fp16(source, gate, stages)
         else:
-            plan = _SearchPlan(search, search_seconds, timer or local_timer, reason)
+            searching = search and search_seconds > 0  # a budget of 0: the single try
+            plan = _SearchPlan(searching, search_seconds, timer or local_timer, reason)
             proto, report, found, options = _int8(source, mode, options, calib, gate, stages, plan)
     finally:
         stages.close()

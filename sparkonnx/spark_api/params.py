@@ -321,8 +321,8 @@ class HasPrecision(Params):
         "accuracy gate thresholds vs fp32: {'top1': min agreement, 'cosine': min mean cosine, "
         "'max_rel': max error / output range, 'min_rows': fewest held-out rows, 'min_speedup': "
         "int8 must run this many times as fast as fp32 in an executor task, 'search_seconds': "
-        "budget of the int8 configuration search (0: one configuration)}; defaults 0.99, 0.99, "
-        "0.05, 16, 1.2, 120",
+        "budget of the int8 configuration search (0: the single MinMax try)}; defaults 0.99, "
+        "0.99, 0.05, 16, 1.2, 120",
         _to_tolerance,
     )
 

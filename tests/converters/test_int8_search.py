@@ -199,7 +199,7 @@ def test_the_budget_bounds_the_search() -> None:
         small_classifier(),
         _images(),
         holdout=16,
-        search_seconds=0,
+        search_seconds=1e-9,  # the first configuration is always tried
         tolerance={"min_speedup": 0, "top1": 0.9},  # the first configuration passes
     )
     assert result.search is not None
@@ -210,9 +210,10 @@ def test_the_budget_bounds_the_search() -> None:
 
 
 def test_search_false_is_one_untimed_try() -> None:
-    result = quantize(small_classifier(), _images(), search=False, tolerance=ANY_SPEED)
-    assert result.search is not None and result.search.timing is None
-    assert [t.config for t in result.search.trials] == ["minmax-qdq-pc"]
+    for off in ({"search": False}, {"search_seconds": 0}):
+        result = quantize(small_classifier(), _images(), tolerance=ANY_SPEED, **off)
+        assert result.search is not None and result.search.timing is None
+        assert [t.config for t in result.search.trials] == ["minmax-qdq-pc"]
 
 
 def test_a_given_timer_decides_which_passing_configuration_is_kept() -> None:

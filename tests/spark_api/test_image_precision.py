@@ -41,7 +41,7 @@ def photos_df(spark, rgb):  # type: ignore[no-untyped-def]
     return spark.createDataFrame(photos_table(rgb)).repartition(2).cache()
 
 
-#: These tests are about the gate and the cache: one configuration, int8 at any speed (this
+#: These tests are about the gate and the cache: the single MinMax try, int8 at any speed (this
 #: small CNN runs slower in int8 than fp32 on CPUs without VNNI; test_int8_search.py tests that).
 GATE_ONLY = {"min_speedup": 0.0, "search_seconds": 0.0}
 
