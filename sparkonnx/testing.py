@@ -319,9 +319,9 @@ def write_big_matmul(folder: Path, k: int = 23_200, n: int = 23_200) -> Path:
     del weights
     w = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[k, n])
     w.data_location = TensorProto.EXTERNAL
-    for key, value in (("location", "w.bin"), ("offset", "0"), ("length", str(nbytes))):
+    for key, text in (("location", "w.bin"), ("offset", "0"), ("length", str(nbytes))):
         entry = w.external_data.add()
-        entry.key, entry.value = key, value
+        entry.key, entry.value = key, text
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"], name="matmul")],
         "big_matmul",

@@ -103,13 +103,16 @@ def ship_model(spark: Any, model: OnnxModel, inline_limit: int | None = None) ->
 
 
 def ship_files(spark: Any, files: ModelFiles) -> ModelFilesRef:
-    """Add every file of an on-disk model as a Spark file named after the model's sha256
-    (hard-linked, or copied in chunks, into the staging folder: never read whole)."""
+    """Add every file of an on-disk model as a Spark file named after the model's sha256.
+
+    Each is copied (by the kernel, never read whole) into the staging folder once per driver
+    machine: Spark names a file after its link target, and onnx's checker refuses data files
+    with several hard links, so neither kind of link can stand in for the copy."""
     members = []
     for index, (member, path) in enumerate(files.members()):
         name = f"sparkonnx-{files.sha256}-{index}{'.data' if member else '.onnx'}"
         size = path.stat().st_size
-        _add_file(spark, name, size, partial(_link_or_copy, path))
+        _add_file(spark, name, size, partial(shutil.copyfile, path))
         members.append((member, name))
     logger.info("shipped %s (%d bytes, %d files)", files.sha256[:12], files.size, len(members))
     return ModelFilesRef(
@@ -118,13 +121,6 @@ def ship_files(spark: Any, files: ModelFiles) -> ModelFilesRef:
         members=tuple(members),
         cache_dir=_conf(spark, CACHE_CONF, None) or None,
     )
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # another file system, or links not allowed: copy in chunks
-        shutil.copyfile(source, target)
 
 
 def ship_bytes(
