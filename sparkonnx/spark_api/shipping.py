@@ -108,13 +108,14 @@ def ship_files(spark: Any, files: ModelFiles) -> ModelFilesRef:
     Each is copied (by the kernel, never read whole) into the staging folder once per driver
     machine: Spark names a file after its link target, and onnx's checker refuses data files
     with several hard links, so neither kind of link can stand in for the copy."""
-    members = []
+    members, added = [], False
     for index, (member, path) in enumerate(files.members()):
         name = f"sparkonnx-{files.sha256}-{index}{'.data' if member else '.onnx'}"
         size = path.stat().st_size
-        _add_file(spark, name, size, partial(shutil.copyfile, path))
+        added = _add_file(spark, name, size, partial(shutil.copyfile, path)) or added
         members.append((member, name))
-    logger.info("shipped %s (%d bytes, %d files)", files.sha256[:12], files.size, len(members))
+    if added:
+        logger.info("shipped %s (%d bytes, %d files)", files.sha256[:12], files.size, len(members))
     return ModelFilesRef(
         files.sha256,
         graph_name=files.graph.name,

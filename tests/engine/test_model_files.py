@@ -15,7 +15,7 @@ from sparkonnx.engine import model as model_module
 from sparkonnx.engine.model import InvalidModelError, ModelOnDiskError, OnnxModel
 from sparkonnx.engine.model_files import FORMAT, hash_members
 from sparkonnx.engine.runnable import ModelNotRunnableError, check_operators, check_runnable
-from tests.security.models import evil_op
+from tests.security.models import evil_on_disk
 
 
 def on_disk(folder: Path, widths=(16, 32, 4), location="weights.bin") -> Path:
@@ -104,15 +104,6 @@ def test_a_truncated_data_file_names_the_tensor_and_its_bytes(tmp_path):
     (tmp_path / "w.bin").write_bytes(bytes(5))
     with pytest.raises(InvalidModelError, match=r"tensor 'w' needs bytes 0\.\.9 of 'w\.bin', wh"):
         OnnxModel.from_path(path, keep_on_disk=True)
-
-
-def evil_on_disk(folder: Path) -> Path:
-    """`evil_op` after an Add of a weight kept in an external file."""
-    evil = evil_op()
-    evil.graph.node[0].input[0] = "xw"
-    evil.graph.node.insert(0, onnx.helper.make_node("Add", ["x", "w"], ["xw"], name="n_add"))
-    evil.graph.initializer.append(onnx.numpy_helper.from_array(np.ones(4, np.float32), "w"))
-    return testing.save_with_external_data(evil, folder / "evil.onnx")
 
 
 def test_operators_are_checked_without_a_session(tmp_path):

@@ -18,7 +18,7 @@ from sparkonnx.engine.runnable import ModelNotRunnableError
 from sparkonnx.spark_api.images.structs import imageArrayToStruct
 from sparkonnx.spark_api.runtime.model_ref import ModelFilesRef
 from sparkonnx.spark_api.shipping import DRIVER_CHECK_CONF, DRIVER_CHECK_MAX_CONF, ship_model
-from tests.engine.test_model_files import evil_on_disk
+from tests.security.models import evil_on_disk
 
 WIDTHS = (8, 16, 3)
 
