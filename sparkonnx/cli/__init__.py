@@ -1,6 +1,6 @@
 """`sparkonnx` command line: a thin shell over the public Python API.
 
-Each subcommand lives in its own module (`convert`, `inspect`; `zoo` in
+Each subcommand lives in its own module (`convert`, `inspect`, `doctor`; `zoo` in
 `sparkonnx.model_zoo.cli`) with an `add_parser(subparsers)` function listed in `SUBCOMMANDS`;
 its handler takes the parsed arguments and returns an exit code (`exit_codes`).
 """
@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sparkonnx.cli import convert, inspect
+from sparkonnx.cli import convert, doctor, inspect
 from sparkonnx.cli.exit_codes import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
@@ -25,7 +25,7 @@ from sparkonnx.cli.exit_codes import (
 )
 
 
-# One function per subcommand; `zoo` and `doctor` add theirs here.
+# One function per subcommand.
 def _add_zoo_parser(subparsers: Any) -> None:
     from sparkonnx.model_zoo.cli import add_zoo_parser
 
@@ -36,6 +36,7 @@ SUBCOMMANDS: list[Callable[[Any], None]] = [
     convert.add_parser,
     inspect.add_parser,
     _add_zoo_parser,
+    doctor.add_parser,
 ]
 
 

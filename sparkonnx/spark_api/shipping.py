@@ -19,7 +19,7 @@ from typing import Any
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.engine.runnable import check_runnable
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
-from sparkonnx.spark_api.session import is_connect
+from sparkonnx.spark_api.session import is_connect, session_key
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +36,6 @@ _CHECK_HINT = (
 
 _shipped: set[tuple[str, str]] = set()
 _shipped_lock = threading.Lock()
-
-
-def _session_key(spark: Any) -> str:
-    if is_connect(spark):
-        return f"connect:{spark.session_id}"
-    return f"classic:{spark.sparkContext.applicationId}"
 
 
 def driver_check(spark: Any, model: OnnxModel) -> None:
@@ -81,7 +75,7 @@ def ship_bytes(
     if len(data) <= limit:
         return ModelRef(sha256, inline=data)
     name = f"sparkonnx-{sha256}{suffix}"
-    key = (_session_key(spark), name)
+    key = (session_key(spark), name)
     with _shipped_lock:
         if key in _shipped:
             return ModelRef(sha256, file_name=name)

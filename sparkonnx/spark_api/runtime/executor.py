@@ -23,6 +23,8 @@ from sparkonnx.engine.providers import gpu_id_from_resources, plan_providers
 from sparkonnx.engine.sessions import SESSION_CACHE, ModelSession, SessionOptions
 from sparkonnx.engine.tensors import arrow_type_for, column_to_tensor, tensor_to_arrow
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
+from sparkonnx.spark_api.runtime.where_ran import DeviceReport
+from sparkonnx.spark_api.runtime.worker_logging import install_worker_logging
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +126,10 @@ class InferencePlan:
     prepare: Callable[..., PreparedBatch] | None = None
     #: A column named in errors beside the row's partition and position (rowIdCol).
     row_id_column: str | None = None
+    #: The executors' sparkonnx log level (`worker_logging`); None: their env var or WARNING.
+    log_level: str | None = None
+    #: Where tasks report the device their session uses (classic Spark; see `where_ran`).
+    device_report: DeviceReport | None = None
 
 
 def _task_resources() -> tuple[int | None, int | None]:
@@ -139,12 +145,17 @@ def _task_resources() -> tuple[int | None, int | None]:
 
 
 def session_for(plan: InferencePlan) -> ModelSession:
-    """The worker's cached session for this plan (built on first use in this process)."""
+    """The worker's cached session for this plan (built on first use in this process); in a
+    task, the worker's log handler is installed first and the device used is reported."""
+    install_worker_logging(plan.log_level)
     cpus, task_gpu = _task_resources()
     device_id = plan.device_id if plan.device_id is not None else task_gpu
     providers = plan_providers(plan.device, device_id)
     options = SessionOptions(intra_op_threads=cpus)
-    return SESSION_CACHE.get(plan.model.sha256, plan.model.load, providers, options)
+    session = SESSION_CACHE.get(plan.model.sha256, plan.model.load, providers, options)
+    if plan.device_report is not None:
+        plan.device_report.record(plan.model.sha256, session.device, session.providers)
+    return session
 
 
 def _prepare(plan: InferencePlan, batch: pa.RecordBatch, place: RowPlace) -> PreparedBatch:
