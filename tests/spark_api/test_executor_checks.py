@@ -16,7 +16,15 @@ import pyarrow as pa
 import pytest
 
 import sparkonnx
-from sparkonnx import DeviceError, ONNXTransformer, TrainingDependencyError, testing
+from sparkonnx import (
+    DeviceError,
+    ImageSchema,
+    ImageTransformer,
+    ONNXTransformer,
+    TrainingDependencyError,
+    imageArrayToStruct,
+    testing,
+)
 from sparkonnx.diagnostics.report import SCHEMA, DoctorReport
 from sparkonnx.engine.cache_dir import executor_model_cache_dir
 from sparkonnx.engine.host_facts import CPU_FEATURES, host_facts, importable
@@ -94,6 +102,12 @@ def test_cuda_is_refused_on_the_driver_before_any_job(any_spark):
     # the same from the SQL function and the image stage
     with pytest.raises(DeviceError, match="none of the"):
         sparkonnx.register_udf(any_spark, "cuda_refused", _model(1), device="cuda")
+    image = np.zeros((8, 8, 3), np.uint8)
+    schema = "id int, image " + ImageSchema.columnSchema.simpleString()
+    images = any_spark.createDataFrame([(0, imageArrayToStruct(image, "mem://0"))], schema)
+    cnn = ImageTransformer(inputCol="image", outputCol="y", model=testing.tiny_cnn(), device="cuda")
+    with pytest.raises(DeviceError, match="none of the"):
+        cnn.transform(images)
 
 
 def test_device_check_can_be_switched_off(spark):
