@@ -147,6 +147,8 @@ def _row(facts: HostFacts, driver: HostFacts) -> list[str]:
         ort += " (gpu)"
     features = "unknown" if facts.cpu_features is None else " ".join(facts.cpu_features) or "-"
     gpus = ",".join(facts.gpu_devices) or "none"
+    if facts.extra.get("task_gpus"):  # what Spark's resource scheduling gave the probe task
+        gpus += f" (task gpu {','.join(map(str, facts.extra['task_gpus']))})"
     return [
         facts.executor,
         mark("python", f"{facts.python_version} {facts.python_executable}"),
