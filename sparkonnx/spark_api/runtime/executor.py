@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from sparkonnx.engine.model import TensorSpec
-from sparkonnx.engine.providers import gpu_id_from_resources, plan_providers
+from sparkonnx.engine.providers import ProviderPlan, gpu_id_from_resources, plan_providers
 from sparkonnx.engine.sessions import SESSION_CACHE, ModelSession, SessionOptions
 from sparkonnx.engine.tensors import arrow_type_for, column_to_tensor, tensor_to_arrow
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
@@ -138,12 +138,17 @@ def _task_resources() -> tuple[int | None, int | None]:
     return ctx.cpus(), gpu_id_from_resources(ctx.resources())
 
 
-def session_for(plan: InferencePlan) -> ModelSession:
-    """The worker's cached session for this plan (built on first use in this process)."""
+def task_settings(plan: InferencePlan) -> tuple[ProviderPlan, SessionOptions]:
+    """The providers and session options this task runs ``plan`` with: the GPU is the plan's
+    ``deviceId``, else the first GPU of the task's Spark resources; threads follow its cores."""
     cpus, task_gpu = _task_resources()
     device_id = plan.device_id if plan.device_id is not None else task_gpu
-    providers = plan_providers(plan.device, device_id)
-    options = SessionOptions(intra_op_threads=cpus)
+    return plan_providers(plan.device, device_id), SessionOptions(intra_op_threads=cpus)
+
+
+def session_for(plan: InferencePlan) -> ModelSession:
+    """The worker's cached session for this plan (built on first use in this process)."""
+    providers, options = task_settings(plan)
     return SESSION_CACHE.get(plan.model.sha256, plan.model.load, providers, options)
 
 
