@@ -61,13 +61,19 @@ class DriverRun:
         self.cluster = cluster
         self.out = out
 
-    def __call__(self, *sections: str, timeout: float = 600) -> dict:
+    def env(self) -> dict[str, str]:
+        """The environment of a driver process of this cluster (also for `sparkonnx` CLIs)."""
         env = {k: v for k, v in os.environ.items() if k != "PYSPARK_DRIVER_PYTHON"}
         env.update(
             PYTHONPATH=str(REPO),  # the driver imports this tree; executors use their venv
             PYSPARK_PYTHON=str(self.cluster.executor_python),
             SPARK_LOCAL_IP="127.0.0.1",
         )
+        return env
+
+    def __call__(self, *sections: str, timeout: float = 600) -> SectionResults:
+        """Run ``sections`` in one new driver process; their results by name."""
+        env = self.env()
         args = [sys.executable, str(DRIVER), self.cluster.url, str(self.out), *sections]
         proc = subprocess.Popen(
             args,
@@ -99,3 +105,16 @@ def driver_run(
 ) -> DriverRun:
     """Runs driver sections against the cluster, all writing to one shared folder."""
     return DriverRun(standalone_cluster, tmp_path_factory.mktemp("drivers"))
+
+
+@pytest.fixture(scope="session")
+def first_driver(driver_run: DriverRun) -> SectionResults:
+    """One driver: scores with a file-shipped model, saves an image pipeline, kills an executor."""
+    return driver_run("ship", "save", "kill")
+
+
+@pytest.fixture(scope="session")
+def second_driver(driver_run: DriverRun, first_driver: SectionResults) -> SectionResults:
+    """Another driver process: loads the first one's pipeline, then (GPU executors, no task
+    GPUs by default) runs the ResourceProfile example."""
+    return driver_run("load", "profile")

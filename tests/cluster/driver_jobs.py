@@ -91,8 +91,14 @@ def executor_facts(_: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         shipped = sorted(n for n in os.listdir(SparkFiles.getRootDirectory()) if "sparkonnx" in n)
     except OSError:
         shipped = []
+
+    def parent(pid: int) -> int:
+        with open(f"/proc/{pid}/stat") as stat:  # "pid (name) state ppid ..."
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+
     fact = {
         "pid": os.getpid(),
+        "executor_jvm": parent(parent(os.getpid())),  # worker <- pyspark.daemon <- executor
         "python": sys.executable,
         "sparkonnx": sparkonnx.__file__,
         "tensorflow": importlib.util.find_spec("tensorflow") is not None,
@@ -149,6 +155,14 @@ def _kill_mid_job(spark: Any, killed: dict) -> None:
         time.sleep(0.05)
 
 
+def _wait_for_executors(spark: Any, count: int, timeout: float = 120) -> None:
+    status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()  # the driver counts too
+    deadline = time.monotonic() + timeout
+    while status.size() < count + 1 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = spark.sparkContext._jsc.sc().getExecutorMemoryStatus()
+
+
 def section_kill(spark: Any, out: Path) -> dict:
     _, undisturbed = scored(spark)
     before = _executor_pids(spark.sparkContext.applicationId)
@@ -159,7 +173,8 @@ def section_kill(spark: Any, out: Path) -> dict:
     killer.join(timeout=5)
     np.save(out / "kill-undisturbed.npy", undisturbed)
     np.save(out / "kill-disturbed.npy", disturbed)
-    after_facts = facts(spark, 8)
+    _wait_for_executors(spark, 2)  # the one started in place of the killed one, too
+    after_facts = facts(spark, 16)
     return {
         "killed": killed,
         "executors_before": before,
@@ -316,7 +331,8 @@ SECTIONS: dict[str, Callable[[Any, Path], dict]] = {
 #: CUDA provider options the GPU application gives its executors (their environment).
 CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC", "arena_extend_strategy": "kSameAsRequested"}
 
-#: The application conf a section needs (sections with the same conf share one application).
+#: The application conf a section needs; one driver process runs sections of one conf (and
+#: any sections that need none).
 GPU_EXECUTORS = {"spark.executor.resource.gpu.amount": "2"}
 SECTION_CONF: dict[str, dict[str, str]] = {
     "gpu": {
@@ -333,20 +349,19 @@ def main(argv: list[str]) -> int:
     master, out, *names = argv
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    spark, conf, failed = None, None, 0
+    confs = {json.dumps(SECTION_CONF[n], sort_keys=True) for n in names if n in SECTION_CONF}
+    if len(confs) > 1:  # a second SparkContext in one process keeps the first one's conf
+        raise SystemExit(f"sections {names} need different application confs: run them apart")
+    conf = json.loads(confs.pop()) if confs else {}
+    spark = session(master, "sparkonnx-cluster-" + "-".join(names), conf)
+    failed = 0
     for name in names:
-        wanted = SECTION_CONF.get(name, {})
-        if spark is None or wanted != conf:
-            if spark is not None:
-                spark.stop()
-            spark, conf = session(master, f"sparkonnx-cluster-{name}", wanted), wanted
         try:
             result = SECTIONS[name](spark, out_dir)
         except Exception:
             result, failed = {"error": traceback.format_exc()}, failed + 1
         (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
-    if spark is not None:
-        spark.stop()
+    spark.stop()
     return 1 if failed else 0
 
 

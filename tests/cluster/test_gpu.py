@@ -13,8 +13,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
 
 @pytest.fixture(scope="module")
 def gpu_driver(driver_run):
-    """One driver, two applications: task GPUs from the conf, then from a ResourceProfile."""
-    return driver_run("gpu", "profile")
+    """Task GPUs from the conf (spark.task.resource.gpu.amount=1)."""
+    return driver_run("gpu")
 
 
 def executor_logs(cluster, app_id: str) -> str:
@@ -63,8 +63,8 @@ def test_cuda_fails_naming_the_tasks_gpu(gpu_driver):
     assert "device='cuda' (GPU 0)" in error or "device='cuda' (GPU 1)" in error
 
 
-def test_resource_profile_puts_gpus_on_the_scoring_stage_only(gpu_driver):
-    result = gpu_driver["profile"]
+def test_resource_profile_puts_gpus_on_the_scoring_stage_only(second_driver):
+    result = second_driver["profile"]
     assert all(task["addresses"] == [] for task in result["decode_tasks"])
     for task in result["score_tasks"]:
         assert len(task["addresses"]) == 1
