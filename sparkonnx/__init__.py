@@ -49,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "QuantizationResult": "sparkonnx.converters.quantize",
     "GateError": "sparkonnx.converters.gate",
     "GateTolerance": "sparkonnx.converters.gate",
+    "Int8SpeedError": "sparkonnx.converters.int8_search",
     "CalibrationSet": "sparkonnx.converters.calibration",
     "ZooWeightsError": "sparkonnx.model_zoo.build",
     # spark_api
@@ -119,6 +120,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from sparkonnx.converters.gate import GateError, GateTolerance
     from sparkonnx.converters.inspect import inspect_model
+    from sparkonnx.converters.int8_search import Int8SpeedError
     from sparkonnx.converters.options import ConversionOptions
     from sparkonnx.converters.quantize import QuantizationResult, quantize
     from sparkonnx.converters.result import ConversionResult, ParityReport

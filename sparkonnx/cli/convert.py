@@ -83,8 +83,9 @@ def _add_quantize_arguments(p: argparse.ArgumentParser) -> None:
         "--quantize",
         type=str.lower,
         choices=accepted_spellings(lower_only=True),
-        help="int8 (alias static): static QDQ, calibrated (fastest on CPUs); int8-dynamic "
-        "(alias dynamic): int8 weights only (MLPs, transformers); fp16 (alias float16): for "
+        help="int8: static (calibrated) for convolutional graphs, dynamic for MatMul graphs, "
+        "used only where faster; int8-static (alias static) / int8-dynamic (alias dynamic: "
+        "weights only, MLPs, transformers) force one; fp16 (alias float16): for "
         "GPUs (no speed-up on CPU)",
     )
     g.add_argument(
@@ -109,6 +110,23 @@ def _add_quantize_arguments(p: argparse.ArgumentParser) -> None:
         help="how outputs are judged (auto: top1 for classifiers, cosine for features)",
     )
     g.add_argument("--no-per-channel", action="store_true", help="per-tensor int8 weights")
+    g.add_argument(
+        "--min-speedup",
+        type=float,
+        help="int8 is refused unless this many times as fast as fp32 here (1.2; 0: any speed)",
+    )
+    g.add_argument(
+        "--no-search",
+        action="store_true",
+        help="int8: try only the default configuration (MinMax, per-channel, QDQ) instead of "
+        "searching calibration methods / excluded layers / formats for the fastest that passes",
+    )
+    g.add_argument(
+        "--search-seconds",
+        type=float,
+        default=None,
+        help="time budget of the int8 search (120)",
+    )
 
 
 def _quantize(args: argparse.Namespace, model: Any) -> Any:
@@ -121,9 +139,11 @@ def _quantize(args: argparse.Namespace, model: Any) -> Any:
             ("cosine", args.min_cosine),
             ("max_rel", args.max_rel_error),
             ("min_rows", args.min_gate_rows),
+            ("min_speedup", args.min_speedup),
         )
         if value is not None
     }
+    budget = {} if args.search_seconds is None else {"search_seconds": args.search_seconds}
     return quantize(
         model,
         args.calibration,
@@ -133,6 +153,8 @@ def _quantize(args: argparse.Namespace, model: Any) -> Any:
         tolerance=tolerance or None,
         metric=args.gate_metric,
         progress=False if args.no_progress else None,
+        search=not args.no_search,
+        **budget,
     )
 
 
@@ -175,9 +197,10 @@ def run(args: argparse.Namespace) -> int:
         quantized = _quantize(args, source)
         path = quantized.save(args.output)
         payload = {"output": str(path), "quantization": quantized.gate.to_dict()}
+        payload["search"] = quantized.search.to_dict() if quantized.search else None
         print(json.dumps(payload, indent=2) if args.json else f"wrote {path}")
         if not args.json:
-            print(f"  {quantized.gate.summary()}")
+            _print_quantized(quantized)
         return EXIT_OK
     result = convert(source, **overrides)
     quantized = _quantize(args, result) if args.quantize is not None else None
@@ -206,7 +229,17 @@ def _json_report(result: Any, quantized: Any, path: Path) -> dict[str, Any]:
         "timings": result.timings,
         "peak_rss_bytes": result.peak_rss_bytes,
         "quantization": quantized.gate.to_dict() if quantized else None,
+        "search": quantized.search.to_dict() if quantized and quantized.search else None,
     }
+
+
+def _print_quantized(quantized: Any) -> None:
+    print(f"  {quantized.gate.summary()}")
+    if quantized.search is not None:
+        print(f"  int8 configurations ({quantized.search.mode_reason}):")
+        print(quantized.search.table())
+        if quantized.search.timing is not None:
+            print(f"  timed on {quantized.search.cpu_summary()}")
 
 
 def _print_report(result: Any, quantized: Any, path: Path) -> None:
@@ -218,6 +251,6 @@ def _print_report(result: Any, quantized: Any, path: Path) -> None:
     if result.parity is None:
         print("  parity not checked (--no-check)")
     if quantized is not None:
-        print(f"  {quantized.gate.summary()}")
+        _print_quantized(quantized)
     seconds = sum(result.timings.values())
     print(f"  {seconds:.1f} s, peak RSS {result.peak_rss_bytes / 2**20:.0f} MB")

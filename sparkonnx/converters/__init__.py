@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "GateError": "sparkonnx.converters.gate",
     "GateReport": "sparkonnx.converters.gate",
     "GateTolerance": "sparkonnx.converters.gate",
+    "Int8SpeedError": "sparkonnx.converters.int8_search",
     "CalibrationSet": "sparkonnx.converters.calibration",
     "CalibrationError": "sparkonnx.converters.calibration",
     "load_calibration": "sparkonnx.converters.calibration",
@@ -57,6 +58,7 @@ __all__ = [
     "GateError",
     "GateReport",
     "GateTolerance",
+    "Int8SpeedError",
     "ModelReport",
     "ModelSignature",
     "OnnxRuntimeLoadError",
@@ -113,6 +115,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from sparkonnx.converters.gate import GateError, GateReport, GateTolerance
     from sparkonnx.converters.inspect import ModelReport, inspect_model
+    from sparkonnx.converters.int8_search import Int8SpeedError
     from sparkonnx.converters.metadata import labels_of, parity_of, preprocessing_of
     from sparkonnx.converters.options import ConversionOptions
     from sparkonnx.converters.quantize import QuantizationResult, quantization_of, quantize

@@ -1,14 +1,18 @@
 """The accuracy gate: a lower-precision model against its fp32 source on held-out inputs.
 
-Each output is judged by one metric: top-1 agreement for classifiers (rows that are probability
-distributions, or models with class labels in their metadata), mean cosine similarity for other
-float outputs with several values per row (features, embeddings), and the largest error relative
-to the output's range otherwise. Every applicable figure is measured and reported.
+Each output is judged by one metric: top-1 agreement for classifiers, mean cosine similarity for
+other float outputs with several values per row (features, embeddings), and the largest error
+relative to the output's range otherwise. Every applicable figure is measured and reported, and
+each output's `rule` says why its metric was chosen. A 2-D float output of width >= 2 is a
+classifier when its rows are probability distributions, when the model stores class labels of
+its width, or when it is named like logits / scores / probabilities and its width is that of a
+known label set (`KNOWN_LABEL_SETS`: a 1000-wide `logits` is ImageNet's).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +25,20 @@ METRICS = ("top1", "cosine", "max_rel")
 #: The gate refuses to judge on fewer held-out rows than this unless told `min_rows=`: one
 #: agreeing row proves nothing (3-row calibration sets used to pass on 1 row).
 MIN_GATE_ROWS = 16
+#: int8 is refused unless it runs at least this many times as fast as fp32 (tunable).
+DEFAULT_MIN_SPEEDUP = 1.2
 _ALIASES = {"auto": "auto", "top1": "top1", "top-1": "top1", "cosine": "cosine"}
 _ALIASES |= {"max_rel": "max_rel", "max_abs": "max_rel", "max-abs": "max_rel", "error": "max_rel"}
+#: Widths of well-known label sets: a classifier-named output of one of these widths is judged
+#: by top-1 even without labels in the model's metadata.
+KNOWN_LABEL_SETS = {
+    1000: "ImageNet-1k",
+    1001: "ImageNet-1k with a background class",
+    21843: "ImageNet-21k",
+    100: "CIFAR-100",
+    10: "CIFAR-10",
+}
+_CLASSIFIER_NAME = re.compile(r"logit|score|prob|softmax|predict|class", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,8 @@ class GateTolerance:
     """Maximum of |output - fp32| over max |fp32| (for outputs judged by error)."""
     min_rows: int = MIN_GATE_ROWS
     """Fewest held-out rows the gate may judge on; lower it explicitly for tiny sets."""
+    min_speedup: float = DEFAULT_MIN_SPEEDUP
+    """int8 only: how many times as fast as fp32 it must run where it is timed (0: any)."""
 
     def __post_init__(self) -> None:
         for name in ("top1", "cosine"):
@@ -49,6 +67,11 @@ class GateTolerance:
         if isinstance(rows, bool) or not isinstance(rows, int | float) or rows < 1 or rows % 1:
             raise ValueError(f"tolerance min_rows={rows!r}: give a whole number of rows >= 1")
         object.__setattr__(self, "min_rows", int(rows))
+        speed = self.min_speedup
+        if isinstance(speed, bool) or not isinstance(speed, int | float) or not speed >= 0:
+            raise ValueError(
+                f"tolerance min_speedup={speed!r}: give a number >= 0 (0 accepts int8 at any speed)"
+            )
 
     @classmethod
     def of(cls, value: GateTolerance | Mapping[str, float] | float | None) -> GateTolerance:
@@ -65,7 +88,8 @@ class GateTolerance:
             if unknown:
                 raise ValueError(
                     f"unknown tolerance key(s) {unknown}; allowed: {sorted(known)}, e.g. "
-                    "{'top1': 0.98, 'cosine': 0.995, 'max_rel': 0.05, 'min_rows': 16}"
+                    "{'top1': 0.98, 'cosine': 0.995, 'max_rel': 0.05, 'min_rows': 16, "
+                    "'min_speedup': 1.2}"
                 )
             return cls(**{k: float(v) for k, v in value.items()})  # type: ignore[arg-type]
         raise TypeError(
@@ -93,14 +117,17 @@ class OutputGate:
     min_cosine: float | None
     max_abs_error: float
     max_rel_error: float
+    rule: str = ""  # why `metric` was chosen, e.g. "named 'logits', 1000 wide (ImageNet-1k)"
 
     def describe(self, rows: int) -> str:
         if self.metric == "top1":
             agree = round((self.top1_agreement or 0.0) * rows)
+            beside = "" if self.mean_cosine is None else f", mean cosine {self.mean_cosine:.4f}"
+            why = f" [top-1: {self.rule}]" if self.rule else ""
             return (
                 f"output {self.name!r} top-1 agreement {self.value:.4f} ({agree}/{rows} rows, "
                 f"{self.top1_classes} fp32 classes) {'>=' if self.passed else '<'} "
-                f"{self.threshold:g} required"
+                f"{self.threshold:g} required{beside}{why}"
             )
         if self.metric == "cosine":
             return (
@@ -163,9 +190,10 @@ class GateReport:
 class GateError(ConversionError):
     """The lower-precision model fell below the gate's thresholds; `report` has the figures."""
 
-    def __init__(self, message: str, report: GateReport) -> None:
+    def __init__(self, message: str, report: GateReport, search: Any = None) -> None:
         super().__init__(message)
         self.report = report
+        self.search = search  # int8: the SearchReport of every configuration tried
 
 
 def is_distribution(values: np.ndarray) -> bool:
@@ -176,8 +204,15 @@ def is_distribution(values: np.ndarray) -> bool:
     return bool((rows >= -1e-6).all() and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3))
 
 
-def choose_metric(values: np.ndarray, has_labels: bool, asked: str = "auto") -> str:
+def choose_metric(values: np.ndarray, has_labels: bool, asked: str = "auto", name: str = "") -> str:
     """The metric an output is judged by (see the module docstring)."""
+    return metric_rule(values, has_labels, asked, name)[0]
+
+
+def metric_rule(
+    values: np.ndarray, has_labels: bool, asked: str = "auto", name: str = ""
+) -> tuple[str, str]:
+    """(metric, the rule that chose it) for an output named `name` (see the module docstring)."""
     metric = _ALIASES.get(asked)
     if metric is None:
         raise ValueError(f"metric {asked!r} is not known; use 'auto', {', '.join(METRICS)}")
@@ -188,12 +223,18 @@ def choose_metric(values: np.ndarray, has_labels: bool, asked: str = "auto") -> 
             f"{list(values.shape)}; use 'cosine' or 'max_rel'"
         )
     if metric != "auto":
-        return metric
-    if classifier_shape and (is_distribution(values) or (has_labels and values.ndim == 2)):
-        return "top1"
+        return metric, f"asked for ({asked!r})"
+    width = values.shape[-1] if values.ndim else 0
+    if classifier_shape and is_distribution(values):
+        return "top1", "rows are probability distributions"
+    if classifier_shape and has_labels and values.ndim == 2:
+        return "top1", f"class labels of width {width} in the model's metadata"
+    known = KNOWN_LABEL_SETS.get(width)
+    if classifier_shape and values.ndim == 2 and known and _CLASSIFIER_NAME.search(name):
+        return "top1", f"named {name!r}, {width} wide ({known})"
     if values.dtype.kind == "f" and values.ndim >= 2 and values[0].size >= 2:
-        return "cosine"
-    return "max_rel"
+        return "cosine", "float rows of several values (features)"
+    return "max_rel", "one value per row"
 
 
 def _cosines(e: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -208,7 +249,12 @@ def _cosines(e: np.ndarray, a: np.ndarray) -> np.ndarray:
 
 
 def judge_output(
-    name: str, expected: np.ndarray, actual: np.ndarray, metric: str, tolerance: GateTolerance
+    name: str,
+    expected: np.ndarray,
+    actual: np.ndarray,
+    metric: str,
+    tolerance: GateTolerance,
+    rule: str = "",
 ) -> OutputGate:
     """Every applicable figure for one output, and the verdict on `metric`."""
     e = np.asarray(expected).astype(np.float64)
@@ -252,6 +298,7 @@ def judge_output(
         min_cosine=min_cos,
         max_abs_error=max_abs,
         max_rel_error=max_rel,
+        rule=rule,
     )
 
 
@@ -280,8 +327,8 @@ def judge(
         labelled = has_labels and (
             label_count is None or (values.ndim >= 1 and values.shape[-1] == label_count)
         )
-        chosen = choose_metric(values, labelled, asked)
-        outputs.append(judge_output(name, e, a, chosen, tolerance))
+        chosen, rule = metric_rule(values, labelled, asked, name)
+        outputs.append(judge_output(name, e, a, chosen, tolerance, rule))
     rows = int(np.asarray(expected[0]).shape[0]) if expected and np.ndim(expected[0]) else 1
     nan_rows = 0
     if expected and np.ndim(expected[0]) and rows:

@@ -1,17 +1,19 @@
 """int8 models with ONNX Runtime's quantization tools: pre-processing, then static or dynamic.
 
-Static int8 calibrates activation ranges (MinMax) on sample rows and writes a QDQ model with
-int8 weights; dynamic int8 quantizes weights only (activations at run time). The tools work on
+Static int8 calibrates activation ranges (MinMax, Percentile or Entropy) on sample rows and
+writes a QDQ (or QOperator) model with int8 weights; dynamic int8 quantizes weights only
+(activations at run time). The tools work on
 files, so each step reads and writes in a folder the caller provides. The accuracy gate that
-decides whether such a model may be used is in :mod:`sparkonnx.converters.quantize`.
+decides whether such a model may be used is in :mod:`sparkonnx.converters.quantize`; the
+configurations tried behind it are in :mod:`sparkonnx.converters.int8_search`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import logging
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,27 +27,7 @@ from sparkonnx.engine.model import OnnxModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Int8Options", "pre_process", "reduced_range_default", "to_int8"]
-
-#: CPU flags (Linux /proc/cpuinfo) of an int8 dot-product instruction that cannot overflow.
-_INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def reduced_range_default(cpuinfo: str | None = None) -> bool:
-    """True on x86 CPUs without VNNI / AMX: 7-bit weights, ONNX Runtime's advice there.
-
-    Their u8 x s8 kernels (VPMADDUBSW) saturate, which costs accuracy (seen: a MobileNetV3
-    feature cosine 0.965 with 8-bit weights on an AVX2-only EPYC).
-    """
-    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
-        return False
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return False
-    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
-    return not any(flag in flags.split() for flag in _INT8_DOT_FLAGS)
+__all__ = ["Int8Options", "pre_process", "to_int8"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +39,8 @@ class Int8Options:
     reduce_range: bool = False
     nodes_to_exclude: tuple[str, ...] = ()
     batch: int = 8  # calibration rows per ONNX Runtime run
+    calibration: str = "MinMax"  # ONNX Runtime CalibrationMethod: MinMax, Percentile, Entropy
+    quant_format: str = "QDQ"  # static only: "QDQ" or "QOperator"
 
     @property
     def mode(self) -> str:
@@ -84,8 +68,26 @@ def pre_process(model: OnnxModel, tmp: Path) -> Path:
             model.source,
             _first_line(exc),
         )
-        return source
+        target = source
+    _name_nodes(target)
     return target
+
+
+def _name_nodes(path: Path) -> None:
+    """Give unnamed nodes names (`nodes_to_exclude` can only name named nodes)."""
+    proto = onnx.load_model(str(path), load_external_data=False)
+    unnamed = [n for n in proto.graph.node if not n.name]
+    if not unnamed:
+        return
+    taken = {n.name for n in proto.graph.node}
+    for i, node in enumerate(proto.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+    onnx.save_model(proto, str(path))
 
 
 def to_int8(
@@ -98,13 +100,16 @@ def to_int8(
     """The int8 model of the (pre-processed) model file ``prepared``; static int8 calibrates on
     ``calib``, counting its rows on ``stages``. ConversionError when ONNX Runtime fails."""
     target = tmp / "int8.onnx"
+    printed = io.StringIO()  # ONNX Runtime's calibrators print their progress
     try:
-        if options.dynamic:
-            _dynamic(prepared, target, options)
-        else:
-            assert calib is not None
-            stages.expect(calib.rows, "calibrating")
-            _static(prepared, target, options, _reader(calib, options.batch, stages))
+        with contextlib.redirect_stdout(printed):
+            if options.dynamic:
+                _dynamic(prepared, target, options)
+            else:
+                assert calib is not None
+                stages.expect(calib.rows, "calibrating")
+                _static(prepared, target, options, _reader(calib, options.batch, stages))
+        logger.debug("ONNX Runtime's quantization printed: %s", printed.getvalue())
     except Exception as exc:
         raise ConversionError(
             f"ONNX Runtime could not quantize the model ({options.mode}): {_first_line(exc)}"
@@ -136,12 +141,12 @@ def _static(prepared: Path, target: Path, options: Int8Options, reader: object) 
         str(prepared),
         str(target),
         reader,
-        quant_format=QuantFormat.QDQ,
+        quant_format=QuantFormat[options.quant_format],
         per_channel=options.per_channel,
         reduce_range=options.reduce_range,
         activation_type=QuantType.QUInt8,  # ORT's advice for x86 CPUs
         weight_type=QuantType.QInt8,
-        calibrate_method=CalibrationMethod.MinMax,
+        calibrate_method=CalibrationMethod[options.calibration],
         nodes_to_exclude=list(options.nodes_to_exclude) or None,
         # no CalibMaxIntermediateOutputs: ORT 1.31 drops each full chunk uncomputed;
         # MinMax keeps only per-batch ReduceMin/ReduceMax scalars anyway

@@ -10,18 +10,19 @@ from typing import Any
 
 from sparkonnx.errors import check_one_of
 
-PRECISIONS: tuple[str, ...] = ("fp32", "int8", "int8-dynamic", "fp16")
-LOWER_PRECISIONS: tuple[str, ...] = ("int8", "int8-dynamic", "fp16")  # what quantize makes
+PRECISIONS: tuple[str, ...] = ("fp32", "int8", "int8-static", "int8-dynamic", "fp16")
+#: what quantize makes ('int8': static or dynamic, chosen from the graph)
+LOWER_PRECISIONS: tuple[str, ...] = ("int8", "int8-static", "int8-dynamic", "fp16")
 ALIASES: dict[str, str] = {
     "float32": "fp32",
-    "static": "int8",
-    "int8-static": "int8",
+    "static": "int8-static",
     "dynamic": "int8-dynamic",
     "float16": "fp16",
 }
 _FIX = (
-    "'int8': static, calibrated (fastest on CPUs); 'int8-dynamic': int8 weights only (MLPs, "
-    "transformers); 'fp16': for GPUs (no speed-up on CPU)"
+    "'int8': chosen from the graph (static, calibrated, for convolutions; dynamic for MatMul "
+    "graphs) and used only where it is faster; 'int8-static' / 'int8-dynamic' (int8 weights "
+    "only: MLPs, transformers) force one; 'fp16': for GPUs (no speed-up on CPU)"
 )
 
 

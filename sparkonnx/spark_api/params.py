@@ -257,7 +257,7 @@ class HasTensorOutputOptions(HasOutputFormat):
 
 
 def _to_tolerance(value: Any) -> dict[str, float]:
-    allowed = ("top1", "cosine", "max_rel", "min_rows")
+    allowed = ("top1", "cosine", "max_rel", "min_rows", "min_speedup", "search_seconds")
     message = (
         f"precisionTolerance must be a dict with keys among {allowed} and number values, "
         f"e.g. {{'top1': 0.99, 'cosine': 0.99, 'min_rows': 16}}; got {value!r}"
@@ -277,18 +277,22 @@ _to_calibration_rows = int_at_least(
 
 
 class HasPrecision(Params):
-    """precision ('fp32', 'int8', 'int8-dynamic', 'fp16') and how lower precisions are made.
+    """precision ('fp32', 'int8', 'int8-static', 'int8-dynamic', 'fp16') and how it is made.
 
-    'int8' is calibrated once on `calibrationRows` rows drawn (seeded) from the DataFrame being
-    transformed, or on `calibrationPath`; then an accuracy gate compares it with fp32 on
-    held-out rows and refuses it below `precisionTolerance`. See sparkonnx.spark_api.precision.
+    'int8' is static (calibrated) for convolutional graphs and dynamic for MatMul graphs. It is
+    calibrated once on `calibrationRows` rows drawn (seeded) from the DataFrame being
+    transformed, or on `calibrationPath`; a short search of int8 configurations is judged by an
+    accuracy gate against fp32 on held-out rows, the passing ones are timed in one executor
+    task, and the fastest is kept unless under `precisionTolerance` (thresholds, 'min_speedup',
+    'search_seconds'). See sparkonnx.spark_api.precision.
     """
 
     precision: Param[str] = Param(
         Params._dummy(),
         "precision",
-        "'fp32' (default), 'int8' (static, calibrated; fastest on CPUs), 'int8-dynamic' "
-        "(weights only) or 'fp16' (GPUs; no speed-up on CPU)",
+        "'fp32' (default), 'int8' (static for convolutional graphs, dynamic for MatMul graphs; "
+        "used only where it is faster), 'int8-static' / 'int8-dynamic' (weights only) force "
+        "one, or 'fp16' (GPUs; no speed-up on CPU)",
         validate_precision,
     )
     calibrationPath: Param[str] = Param(
@@ -311,7 +315,10 @@ class HasPrecision(Params):
         Params._dummy(),
         "precisionTolerance",
         "accuracy gate thresholds vs fp32: {'top1': min agreement, 'cosine': min mean cosine, "
-        "'max_rel': max error / output range}; defaults 0.99, 0.99, 0.05",
+        "'max_rel': max error / output range, 'min_rows': fewest held-out rows, 'min_speedup': "
+        "int8 must run this many times as fast as fp32 in an executor task, 'search_seconds': "
+        "budget of the int8 configuration search (0: the single MinMax try)}; defaults 0.99, "
+        "0.99, 0.05, 16, 1.2, 120",
         _to_tolerance,
     )
 

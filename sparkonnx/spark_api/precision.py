@@ -6,7 +6,10 @@ job), calibrates on three quarters of it (or on `calibrationPath` when set, keep
 sample for the gate), gates the result against fp32, logs the gate's figures and keeps the
 model on disk under `$SPARKONNX_CACHE/precision` (default `~/.cache/sparkonnx/precision`),
 keyed by the source model's sha256, the mode, the calibration and gate data's sha256, the
-thresholds and the ONNX Runtime version. Later transforms of the same stage reuse it.
+thresholds and the ONNX Runtime version. Later transforms of the same stage reuse it. For
+int8, the configurations that pass the gate are timed against fp32 inside one executor task
+(`precision_speed.executor_timer`), and int8 is refused (`Int8SpeedError`) when the fastest
+is under `min_speedup` (precisionTolerance, default 1.2) times as fast.
 
 Saving a stage stores the fp32 model and these Params, not the int8 bytes: on load the int8
 model is rebuilt from the same inputs (a cache hit when they are the same), so a saved stage
@@ -33,6 +36,7 @@ import pyarrow as pa
 from sparkonnx.converters import metadata
 from sparkonnx.converters.calibration import CalibrationSet, load_calibration
 from sparkonnx.converters.gate import GateTolerance
+from sparkonnx.converters.int8_search import DEFAULT_SEARCH_SECONDS
 from sparkonnx.engine.image_preprocess import ImagePreprocessing
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.tensors import column_to_tensor
@@ -43,7 +47,7 @@ from sparkonnx.spark_api.shipping import driver_check
 
 logger = logging.getLogger(__name__)
 
-_CACHE_FORMAT = "2"  # bump when the quantization recipe changes, so stale files are not reused
+_CACHE_FORMAT = "3"  # bump when the quantization recipe changes, so stale files are not reused
 
 
 def cache_dir() -> Path:
@@ -58,6 +62,7 @@ def cache_key(
     calibration_identity: str | None,
     gate_identity: str,
     tolerance: GateTolerance,
+    search_seconds: float | None = None,
 ) -> str:
     """The cache identity of a lower-precision build (hex sha256)."""
     import onnxruntime
@@ -72,6 +77,8 @@ def cache_key(
             "calibration": calibration_identity,
             "gate": gate_identity,
             "tolerance": [tolerance.top1, tolerance.cosine, tolerance.max_rel],
+            "min_speedup": tolerance.min_speedup,
+            "search_seconds": search_seconds,
             "onnxruntime": onnxruntime.__version__,
             "sparkonnx": sparkonnx.__version__,
         },
@@ -185,7 +192,8 @@ def resolve_precision(
     if precision == "fp32":
         return model
     current = model.metadata.get(metadata.PRECISION, "fp32")
-    if current == precision:
+    offline = current == precision or (precision == "int8" and current.startswith("int8"))
+    if offline or (precision == "int8-static" and current == "int8"):
         return model  # already quantized offline
     if current != "fp32":
         raise ValueError(
@@ -199,9 +207,11 @@ def resolve_precision(
             device,
         )
     _refuse_stream(dataset, precision)
-    tolerance = GateTolerance.of(stage.getPrecisionTolerance() or None)
+    settings = dict(stage.getPrecisionTolerance() or {})
+    budget = settings.pop("search_seconds", DEFAULT_SEARCH_SECONDS)
+    tolerance = GateTolerance.of(settings or None)
     driver_check(dataset.sparkSession, model)  # before the calibration sample's jobs
-    return _build(stage, model, dataset, sampling, tolerance)
+    return _build(stage, model, dataset, sampling, tolerance, budget)
 
 
 def _refuse_stream(dataset: Any, precision: str) -> None:
@@ -234,10 +244,13 @@ def _build(
     dataset: Any,
     sampling: Sampling,
     tolerance: GateTolerance,
+    budget: float,
 ) -> OnnxModel:
-    from sparkonnx.converters.quantize import quantize
+    from sparkonnx.converters.quantize import quantize, resolve_mode
+    from sparkonnx.spark_api.precision_speed import executor_timer
 
     precision = stage.getPrecision()
+    built_mode, _ = resolve_mode(precision, model)
     rows, seed, path = (
         stage.getCalibrationRows(),
         stage.getCalibrationSeed(),
@@ -249,7 +262,7 @@ def _build(
             path, model, limit=rows, seed=seed, image_preprocessing=sampling.image_preprocessing
         )
         validation: CalibrationSet | None = sample
-    elif precision == "int8":
+    elif built_mode == "int8":  # static: calibrated on 3/4 of the sample
         calibration, validation = sample.split(0.25, seed)
     else:  # nothing to calibrate: every sampled row is a gate row
         calibration, validation = None, sample
@@ -259,6 +272,7 @@ def _build(
         None if calibration is None else calibration.identity,
         validation.identity if validation is not None else "",
         tolerance,
+        budget,
     )
     target = cache_dir() / f"{model.sha256[:16]}-{precision}-{key[:16]}.onnx"
     if target.is_file():
@@ -273,6 +287,8 @@ def _build(
         tolerance=tolerance,
         seed=seed,
         max_rows=max(rows, 2),
+        search_seconds=budget,
+        timer=executor_timer(dataset.sparkSession),
     )
     built = result.model  # quantize() has logged the gate's figures
     _save_atomically(built.model_bytes, target)

@@ -45,7 +45,7 @@ def run(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 def test_small_cnn_int8_from_image_folder_passes_gate_with_figures(tmp_path: Path) -> None:
     folder = write_images(tmp_path / "calib", smooth_images(64))
     source = small_classifier()
-    result = quantize(source, folder, holdout=16)
+    result = quantize(source, folder, holdout=16, search=False, tolerance={"min_speedup": 0})
 
     gate = result.gate
     assert gate.passed and gate.rows == 16 and gate.calibration_rows == 48
@@ -113,7 +113,8 @@ def test_static_int8_needs_calibration_data() -> None:
 
 def test_tolerance_decides_the_verdict() -> None:
     x = as_nchw(smooth_images(24, seed=2))
-    result = quantize(small_classifier(), x, holdout=8, tolerance={"top1": 0.5, "min_rows": 8})
+    loose = {"top1": 0.5, "min_rows": 8, "min_speedup": 0}
+    result = quantize(small_classifier(), x, holdout=8, search=False, tolerance=loose)
     assert result.gate.outputs[0].threshold == 0.5
     with pytest.raises(GateError, match=r"mean cosine similarity .* < 1 required"):
         quantize(
@@ -127,7 +128,9 @@ def test_tolerance_decides_the_verdict() -> None:
 
 def test_already_quantized_model_is_not_quantized_again() -> None:
     x = as_nchw(smooth_images(16, seed=3))
-    once = quantize(small_classifier(), x, holdout=4, tolerance={"min_rows": 4})
+    once = quantize(
+        small_classifier(), x, holdout=4, search=False, tolerance={"min_rows": 4, "min_speedup": 0}
+    )
     with pytest.raises(ConversionError, match="already a int8 model; quantize the fp32 model"):
         quantize(once.proto, x)
 
@@ -138,7 +141,7 @@ def test_already_quantized_model_is_not_quantized_again() -> None:
 def test_dynamic_int8_mlp_passes_gate() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 256)).astype(np.float32)
-    result = quantize(testing.mlp(), x, mode="dynamic")
+    result = quantize(testing.mlp(), x, mode="dynamic", search=False, tolerance={"min_speedup": 0})
     assert result.mode == "int8-dynamic"
     assert "DynamicQuantizeLinear" in op_types(result.proto) or "MatMulInteger" in op_types(
         result.proto
@@ -168,7 +171,7 @@ def test_fp16_without_data_gates_on_random_rows(caplog: pytest.LogCaptureFixture
 
 
 def test_unknown_mode_lists_the_allowed_ones() -> None:
-    allowed = r"mode must be one of 'int8', 'int8-dynamic', 'fp16'.*got 'int4'"
+    allowed = r"mode must be one of 'int8', 'int8-static', 'int8-dynamic', 'fp16'.*got 'int4'"
     with pytest.raises(ValueError, match=allowed):
         quantize(testing.mlp(), mode="int4")
     assert normalize_mode("dynamic") == "int8-dynamic"
@@ -371,14 +374,10 @@ def test_zoo_resnet50_weights_none_int8_passes_gate(
     assert quantization_of(result.proto)["gate"]["passed"]  # type: ignore[index]
 
 
-def test_seven_bit_weights_are_the_default_only_on_x86_cpus_without_vnni(monkeypatch) -> None:
-    import platform
+def test_seven_bit_weights_come_first_only_on_x86_cpus_without_vnni() -> None:
+    from sparkonnx.engine.cpu_features import parse_cpuinfo
 
-    from sparkonnx.converters.int8 import reduced_range_default
-
-    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
-    assert reduced_range_default("processor : 0\nflags : fpu sse2 avx2 fma\n")
-    assert not reduced_range_default("flags : avx2 avx512f avx512_vnni\n")
-    assert not reduced_range_default("flags : avx2 avx_vnni\n")
-    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
-    assert not reduced_range_default("flags : fp asimd\n")
+    assert parse_cpuinfo("processor : 0\nflags : fpu sse2 avx2 fma\n", "x86_64").int8_overflow_risk
+    assert not parse_cpuinfo("flags : avx2 avx512f avx512_vnni\n", "x86_64").int8_overflow_risk
+    assert not parse_cpuinfo("flags : avx2 avx_vnni\n", "x86_64").int8_overflow_risk
+    assert not parse_cpuinfo("flags : fp asimd\n", "aarch64").int8_overflow_risk

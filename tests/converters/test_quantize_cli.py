@@ -37,7 +37,7 @@ def test_onnx_source_int8_with_image_folder(
     code = cli.main(
         [
             *("convert", str(cnn_file), "-o", str(out), "--quantize", "int8"),
-            *("--calibration", str(folder), "--json", "--no-progress"),
+            *("--calibration", str(folder), "--json", "--no-progress", "--min-speedup", "0"),
         ]
     )
     assert code == exit_codes.EXIT_OK
@@ -127,6 +127,7 @@ def test_keras_to_int8_end_to_end(tmp_path: Path) -> None:
         [
             *(*command, "convert", str(tmp_path / "small.keras"), "-o", str(out)),
             *("--quantize", "int8", "--calibration", str(folder), "--min-top1", "0.9"),
+            *("--min-speedup", "0", "--no-search"),
         ],
         capture_output=True,
         text=True,

@@ -35,8 +35,22 @@ def _probabilities(df) -> np.ndarray:  # type: ignore[no-untyped-def]
     return rows.column("p").combine_chunks().flatten().to_numpy().reshape(rows.num_rows, -1)
 
 
+#: These tests are about the gate and the cache: the single MinMax try, int8 at any speed (this
+#: small CNN runs slower in int8 than fp32 on CPUs without VNNI; test_int8_search.py tests that).
+GATE_ONLY = {"min_speedup": 0.0, "search_seconds": 0.0}
+
+
+def _gate_only(params: dict[str, object]) -> dict[str, object]:
+    if params.get("precision", "fp32") != "fp32":
+        given = params.get("precisionTolerance") or {}
+        params["precisionTolerance"] = {**GATE_ONLY, **given}  # type: ignore[dict-item]
+    return params
+
+
 def _stage(**params: object) -> ONNXTransformer:
-    return ONNXTransformer(model=small_classifier(), inputCol="image", outputCol="p", **params)
+    return ONNXTransformer(
+        model=small_classifier(), inputCol="image", outputCol="p", **_gate_only(params)
+    )
 
 
 def test_int8_calibrates_on_a_dataframe_sample_gates_and_caches(
@@ -130,7 +144,7 @@ def test_precision_params_round_trip_through_save_load(
     assert loaded.getPrecision() == "int8"
     assert loaded.getCalibrationPath() == str(calib)
     assert (loaded.getCalibrationRows(), loaded.getCalibrationSeed()) == (50, 3)
-    assert loaded.getPrecisionTolerance() == {"top1": 0.9}
+    assert loaded.getPrecisionTolerance() == {**GATE_ONLY, "top1": 0.9}
     # the saved model is the fp32 source; int8 is rebuilt from the same inputs (a cache hit)
     assert loaded.getModel().sha256 == OnnxModel.load(small_classifier()).sha256
     caplog.set_level(logging.INFO, logger="sparkonnx")
@@ -141,7 +155,11 @@ def test_precision_params_round_trip_through_save_load(
 
 def test_offline_int8_model_runs_as_is(images_df, monkeypatch: pytest.MonkeyPatch) -> None:
     offline = quantize(
-        small_classifier(), as_nchw(smooth_images(40, seed=7)), holdout=8, tolerance={"min_rows": 8}
+        small_classifier(),
+        as_nchw(smooth_images(40, seed=7)),
+        holdout=8,
+        search=False,
+        tolerance={"min_rows": 8, "min_speedup": 0},
     )
 
     def no_sampling(*args: object, **kwargs: object) -> None:
@@ -167,3 +185,24 @@ def test_bad_values_and_tiny_dataframes(spark, precision_cache: Path) -> None:
     one = spark.createDataFrame([(x[0].tolist(),)], "image array<float>")
     with pytest.raises(ValueError, match=r"has 1 row\(s\): too few .* set calibrationPath"):
         _stage(precision="int8").transform(one)
+
+
+def test_int8_speed_is_timed_in_an_executor_task_and_refused_below_the_bar(
+    images_df, precision_cache: Path
+) -> None:
+    from sparkonnx.converters.int8_search import Int8SpeedError
+
+    stage = _stage(
+        precision="int8",
+        calibrationRows=ROWS,
+        precisionTolerance={"min_speedup": 1000.0},  # no int8 is 1000x fp32: always refused
+    )
+    with pytest.raises(Int8SpeedError) as info:
+        stage.transform(images_df).count()
+    message = str(info.value)
+    assert "(at least 1000x required), timed on 8 rows in one executor task on " in message
+    timing = info.value.report.timing
+    assert timing is not None and timing.where == "one executor task"
+    assert timing.cpu["threads"] == 1 and timing.cpu["summary"] in message  # the executor's CPU
+    assert len(timing.seconds) == 1 + sum(t.status == "passed" for t in info.value.report.trials)
+    assert not list(precision_cache.glob("*.onnx"))  # nothing refused is cached
