@@ -102,13 +102,14 @@ def provider_report(model: OnnxModel) -> tuple[dict[str, bool], dict[str, str]]:
 
     options = ort.SessionOptions()
     options.log_severity_level = 4
+    options.add_session_config_entry("session.disable_prepacking", "1")  # no 2nd weight copy
     usable: dict[str, bool] = {}
     errors: dict[str, str] = {}
     for provider in ort.get_available_providers():
         short = provider.removesuffix("ExecutionProvider")
         try:
             with silenced():
-                session = ort.InferenceSession(model.model_bytes, options, providers=[provider])
+                session = ort.InferenceSession(model.ort_model(), options, providers=[provider])
         except Exception as exc:
             usable[provider] = False
             errors[provider] = explain_session_error(model, exc, short)

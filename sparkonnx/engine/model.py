@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -13,13 +14,24 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from sparkonnx.engine.model_files import ModelFiles, ModelFilesError, check_data_files
 from sparkonnx.errors import SparkOnnxError
+
+logger = logging.getLogger(__name__)
+
+#: An ONNX file whose external data makes it bigger than this stays on disk (`OnnxModel.files`)
+#: instead of being inlined into bytes; protobuf cannot hold a model over 2 GiB at all.
+ON_DISK_BYTES = int(os.environ.get("SPARKONNX_ON_DISK_BYTES", str(2**30)))
 
 Dim = int | str | None  # a static size, a symbolic name, or unknown
 
 
 class InvalidModelError(SparkOnnxError, ValueError):
     """The bytes or file given are not a valid ONNX model."""
+
+
+class ModelOnDiskError(SparkOnnxError, ValueError):
+    """The operation needs the model as bytes, but it is kept on disk (over `ON_DISK_BYTES`)."""
 
 
 class UnknownTensorError(SparkOnnxError, ValueError):
@@ -82,13 +94,15 @@ def tensor_spec(value_info: onnx.ValueInfoProto) -> TensorSpec:
 
 @dataclass(frozen=True, eq=False)
 class OnnxModel:
-    """A validated ONNX model held as bytes, identified by the sha256 of those bytes.
+    """A validated ONNX model, identified by a sha256: held as bytes, or kept on disk as its
+    graph file plus external data files (`files`; models over protobuf's 2 GiB limit).
 
     Build it with :meth:`from_path`, :meth:`from_bytes` or :meth:`load` (either).
     """
 
-    model_bytes: bytes = field(repr=False)
+    data: bytes = field(repr=False)  # the serialized model; b"" when it is kept on disk
     source: str = "<bytes>"
+    files: ModelFiles | None = None
 
     def __post_init__(self) -> None:
         self._proto  # noqa: B018 - parse and validate eagerly so errors surface at construction
@@ -101,27 +115,37 @@ class OnnxModel:
         return cls(bytes(data), source)
 
     @classmethod
-    def from_path(cls, path: str | os.PathLike[str]) -> OnnxModel:
-        """Read an ONNX file (models with external data are loaded and inlined)."""
+    def from_path(cls, path: str | os.PathLike[str], keep_on_disk: bool | None = None) -> OnnxModel:
+        """Read an ONNX file. External data is inlined, unless the files total more than
+        `ON_DISK_BYTES` or `keep_on_disk` is True: then the model stays on disk (`files`)."""
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"ONNX model file not found: {p}")
-        data = p.read_bytes()
         try:
-            proto = onnx.load_model_from_string(data)
+            proto = onnx.load_model(str(p), load_external_data=False)
         except Exception:  # let __post_init__ report it with the file name
-            return cls(data, str(p))
-        if external_tensors(proto):  # external weights: load them, keep one artifact
-            try:
-                proto = onnx.load_model(str(p), load_external_data=True)
-            except Exception as exc:  # onnx refuses paths outside the folder, links, ...
-                raise InvalidModelError(
-                    f"{p}: its external data cannot be loaded: {_first_line(exc)}. External "
-                    f"data must be regular files inside the model's folder {p.parent} "
-                    "(relative locations, no '..', no links); nothing outside it is read"
-                ) from None
-            data = proto.SerializeToString()
-        return cls(data, str(p))
+            return cls(p.read_bytes(), str(p))
+        if not external_tensors(proto):
+            return cls(p.read_bytes(), str(p))
+        try:
+            sizes = check_data_files(p, external_extents(proto))
+        except ModelFilesError as exc:
+            raise InvalidModelError(str(exc)) from None
+        if keep_on_disk is None:
+            keep_on_disk = p.stat().st_size + sum(sizes.values()) > ON_DISK_BYTES
+        if keep_on_disk:
+            files = ModelFiles.of(p, sizes)
+            logger.info("%s: kept on disk (%d bytes with its external data)", p, files.size)
+            return cls(b"", str(p), files)
+        try:
+            proto = onnx.load_model(str(p), load_external_data=True)
+        except Exception as exc:  # onnx's own checks of the locations, as a second guard
+            raise InvalidModelError(
+                f"{p}: its external data cannot be loaded: {_first_line(exc)}. External "
+                f"data must be regular files inside the model's folder {p.parent} "
+                "(relative locations, no '..', no links); nothing outside it is read"
+            ) from None
+        return cls(proto.SerializeToString(), str(p))
 
     @classmethod
     def load(cls, model: OnnxModel | bytes | str | os.PathLike[str]) -> OnnxModel:
@@ -141,17 +165,18 @@ class OnnxModel:
 
     @cached_property
     def _proto(self) -> onnx.ModelProto:
-        if len(self.model_bytes) == 0:
+        if self.files is not None:
+            return self._proto_on_disk(self.files)
+        if len(self.data) == 0:
             raise InvalidModelError(f"{self.source}: empty file, not an ONNX model")
         try:
-            proto = onnx.load_model_from_string(self.model_bytes)
+            proto = onnx.load_model_from_string(self.data)
         except Exception as exc:
             raise InvalidModelError(
-                f"{self.source}: not a readable ONNX model ({len(self.model_bytes)} bytes; "
+                f"{self.source}: not a readable ONNX model ({len(self.data)} bytes; "
                 f"truncated or not ONNX): {exc}"
             ) from exc
-        if len(proto.graph.node) == 0 and len(proto.graph.output) == 0:
-            raise InvalidModelError(f"{self.source}: not an ONNX model (no graph outputs)")
+        _check_has_graph(proto, self.source)
         external = external_tensors(proto)
         if external:
             name, location = external[0]
@@ -160,20 +185,49 @@ class OnnxModel:
                 f"{location!r} ({len(external)} such tensors); model bytes must be "
                 "self-contained, or ONNX Runtime would read that file relative to the current "
                 "folder of every process running it. Load it with OnnxModel.from_path(path to "
-                "the .onnx file beside its data), which inlines the data"
+                "the .onnx file beside its data), which inlines the data or keeps the model on "
+                "disk"
             )
-        try:
-            if len(self.model_bytes) < 2**31 - 1:
-                onnx.checker.check_model(proto)
-        except onnx.checker.ValidationError as exc:
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-            raise InvalidModelError(f"{self.source}: invalid ONNX model: {first_line}") from exc
+        if len(self.data) < 2**31 - 1:
+            _check(proto, self.source)
+        return proto
+
+    def _proto_on_disk(self, files: ModelFiles) -> onnx.ModelProto:
+        """The graph without its weights; checked from the path (weights never in memory)."""
+        proto = onnx.load_model(str(files.graph), load_external_data=False)
+        _check_has_graph(proto, self.source)
+        _check(str(files.graph), self.source)
         return proto
 
     @cached_property
     def sha256(self) -> str:
-        """Hex sha256 of the model bytes: the model's identity in every cache."""
-        return hashlib.sha256(self.model_bytes).hexdigest()
+        """Hex sha256 of the model bytes (on disk: of its files, see `model_files`): the
+        model's identity in every cache."""
+        if self.files is not None:
+            return self.files.sha256
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def model_bytes(self) -> bytes:
+        """The serialized model; ModelOnDiskError for a model kept on disk (use `ort_model`)."""
+        if self.files is not None:
+            raise ModelOnDiskError(
+                f"{self.source} is kept on disk ({self.files.size / 2**30:.2f} GiB with "
+                f"{len(self.files.data)} external data file(s)) and is not held as bytes; "
+                "use its path (model.files.graph) or model.ort_model(), or load a model under "
+                f"{ON_DISK_BYTES} bytes"
+            )
+        return self.data
+
+    def ort_model(self) -> bytes | str:
+        """What `onnxruntime.InferenceSession` takes: the bytes, or the path of a model on
+        disk (ONNX Runtime reads its external data beside it)."""
+        return self.model_bytes if self.files is None else str(self.files.graph)
+
+    @property
+    def on_disk(self) -> bool:
+        """True when the model is kept as its files (graph + external data), not as bytes."""
+        return self.files is not None
 
     @cached_property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -200,7 +254,7 @@ class OnnxModel:
 
     @property
     def size_bytes(self) -> int:
-        return len(self.model_bytes)
+        return len(self.data) if self.files is None else self.files.size
 
     @property
     def proto(self) -> onnx.ModelProto:
@@ -221,6 +275,7 @@ class OnnxModel:
         return f"inputs [{ins}], outputs [{outs}]"
 
     def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model bytes to `path` (ModelOnDiskError for a model kept on disk)."""
         Path(path).write_bytes(self.model_bytes)
 
     def __repr__(self) -> str:
@@ -232,15 +287,27 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def external_tensors(proto: onnx.ModelProto) -> list[tuple[str, str]]:
-    """(tensor name, location) of every tensor stored outside the model bytes: initializers,
-    sparse initializers and Constant-like attributes, in subgraphs and functions too."""
-    found: list[tuple[str, str]] = []
+def _check_has_graph(proto: onnx.ModelProto, source: str) -> None:
+    if len(proto.graph.node) == 0 and len(proto.graph.output) == 0:
+        raise InvalidModelError(f"{source}: not an ONNX model (no graph outputs)")
+
+
+def _check(model: onnx.ModelProto | str, source: str) -> None:
+    """onnx.checker on a proto or on a path (a path's external data is not loaded)."""
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise InvalidModelError(f"{source}: invalid ONNX model: {_first_line(exc)}") from exc
+
+
+def _external_protos(proto: onnx.ModelProto) -> list[onnx.TensorProto]:
+    """Every tensor stored outside the model bytes: initializers, sparse initializers and
+    Constant-like attributes, in subgraphs and functions too."""
+    found: list[onnx.TensorProto] = []
 
     def tensor(t: onnx.TensorProto) -> None:
         if t.data_location == onnx.TensorProto.EXTERNAL:
-            location = next((e.value for e in t.external_data if e.key == "location"), "?")
-            found.append((t.name, location))
+            found.append(t)
 
     def nodes(items: Any) -> None:
         for node in items:
@@ -267,6 +334,34 @@ def external_tensors(proto: onnx.ModelProto) -> list[tuple[str, str]]:
     for function in proto.functions:
         nodes(function.node)
     return found
+
+
+def _entry(t: onnx.TensorProto, key: str, default: str) -> str:
+    return next((e.value for e in t.external_data if e.key == key), default)
+
+
+def external_tensors(proto: onnx.ModelProto) -> list[tuple[str, str]]:
+    """(tensor name, location) of every tensor stored outside the model bytes."""
+    return [(t.name, _entry(t, "location", "?")) for t in _external_protos(proto)]
+
+
+def external_extents(proto: onnx.ModelProto) -> list[tuple[str, str, int, int]]:
+    """(tensor name, location, offset, length) of every external tensor; InvalidModelError for
+    an offset or length that is not a non-negative integer."""
+    extents = []
+    for t in _external_protos(proto):
+        try:
+            offset = int(_entry(t, "offset", "0"))
+            length = int(_entry(t, "length", "0"))
+        except ValueError:
+            offset = length = -1
+        if offset < 0 or length < 0:
+            raise InvalidModelError(
+                f"tensor {t.name!r}: external data offset / length must be non-negative "
+                f"integers; found {_entry(t, 'offset', '')!r} / {_entry(t, 'length', '')!r}"
+            )
+        extents.append((t.name, _entry(t, "location", ""), offset, length))
+    return extents
 
 
 def _find(specs: tuple[TensorSpec, ...], name: str, kind: str, model: OnnxModel) -> TensorSpec:

@@ -17,7 +17,7 @@ from sparkonnx.engine.model import InvalidModelError, OnnxModel
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelNotRunnableError", "check_runnable", "explain_session_error"]
+__all__ = ["ModelNotRunnableError", "check_operators", "check_runnable", "explain_session_error"]
 
 #: Operator domains ONNX Runtime's CPU build knows.
 ORT_DOMAINS = frozenset(
@@ -98,8 +98,9 @@ def check_runnable(model: OnnxModel, hint: str = "") -> None:
     options = ort.SessionOptions()
     options.log_severity_level = 4
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.add_session_config_entry("session.disable_prepacking", "1")  # no 2nd weight copy
     try:
-        ort.InferenceSession(model.model_bytes, options, providers=["CPUExecutionProvider"])
+        ort.InferenceSession(model.ort_model(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail / InvalidGraph / NotImplemented types
         raise ModelNotRunnableError(
             f"{model.source}: {explain_session_error(model, exc)}{hint}"
@@ -107,3 +108,16 @@ def check_runnable(model: OnnxModel, hint: str = "") -> None:
     with _lock:
         _checked.add(model.sha256)
     logger.debug("model %s loads in ONNX Runtime (CPU)", model.sha256[:12])
+
+
+def check_operators(model: OnnxModel, hint: str = "") -> None:
+    """The part of `check_runnable` that needs no session (nor the weights): ModelNotRunnableError
+    when a node's operator domain is one ONNX Runtime does not know."""
+    unknown = _unknown_domain_ops(model)
+    if unknown:
+        raise ModelNotRunnableError(
+            f"{model.source}: operators from domains ONNX Runtime does not know: "
+            f"{', '.join(unknown[:3])}; ONNX Runtime knows the domains "
+            f"{sorted(d for d in ORT_DOMAINS if d)} plus the default one. Replace the node, or "
+            f"register the custom-op library that implements it{hint}"
+        )

@@ -41,6 +41,8 @@ class SessionOptions:
 
     intra_op_threads: int | None = None  # None: ONNX Runtime's default (all cores)
     graph_optimization: str = "all"  # 'disable' | 'basic' | 'extended' | 'all'
+    #: False: no pre-packed second copy of the weights (ONNX Runtime's default makes one)
+    prepack_weights: bool = True
 
     def to_ort(self) -> Any:
         import onnxruntime as ort
@@ -56,6 +58,8 @@ class SessionOptions:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
+        if not self.prepack_weights:
+            so.add_session_config_entry("session.disable_prepacking", "1")
         if self.intra_op_threads is not None:
             so.intra_op_num_threads = max(1, int(self.intra_op_threads))
             # A Spark task owns its cores only between batches' Arrow work as well: spinning

@@ -32,7 +32,7 @@ from pyspark.ml.util import (
 )
 from typing_extensions import Self
 
-from sparkonnx.engine.model import InvalidModelError, OnnxModel
+from sparkonnx.engine.model import InvalidModelError, ModelOnDiskError, OnnxModel
 from sparkonnx.errors import SparkOnnxError
 from sparkonnx.spark_api import current_class_path
 from sparkonnx.spark_api.params import set_given
@@ -58,6 +58,13 @@ class OnnxStageWriter(MLWriter):
         spark = self.sparkSession
         mode = "overwrite" if self.shouldOverwrite else "error"
         model = self.instance._model_for_saving()
+        if model is not None and model.on_disk:
+            raise ModelOnDiskError(
+                f"cannot save {type(self.instance).__name__} with its model: {model.source} is "
+                f"kept on disk ({model.size_bytes} bytes with its external data), too big to "
+                "store inside the saved stage. Keep the model's files where every driver can "
+                "read them and build the stage with modelFile=<path> after loading"
+            )
         artifacts = {
             name: (hashlib.sha256(data).hexdigest(), data)
             for name, data in self.instance._artifacts_for_saving().items()

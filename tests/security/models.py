@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -63,3 +64,17 @@ def external_data(location: str, length: int = 9) -> onnx.ModelProto:
         [weight],
     )
     return _model(graph)
+
+
+def evil_on_disk(folder: Path) -> Path:
+    """`evil_op` after an Add of a weight kept in the external file `weights.bin`, written to
+    `folder/evil.onnx` (a model that can stay on disk)."""
+    import numpy as np
+
+    from sparkonnx import testing
+
+    evil = evil_op()
+    evil.graph.node[0].input[0] = "xw"
+    evil.graph.node.insert(0, helper.make_node("Add", ["x", "w"], ["xw"], name="n_add"))
+    evil.graph.initializer.append(onnx.numpy_helper.from_array(np.ones(4, np.float32), "w"))
+    return testing.save_with_external_data(evil, folder / "evil.onnx")

@@ -22,7 +22,7 @@ from sparkonnx.engine.model import TensorSpec
 from sparkonnx.engine.providers import gpu_id_from_resources, plan_providers
 from sparkonnx.engine.sessions import SESSION_CACHE, ModelSession, SessionOptions
 from sparkonnx.engine.tensors import arrow_type_for, column_to_tensor, tensor_to_arrow
-from sparkonnx.spark_api.runtime.model_ref import ModelRef
+from sparkonnx.spark_api.runtime.model_ref import ModelFilesRef, ModelRef
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,9 @@ def session_for(plan: InferencePlan) -> ModelSession:
     cpus, task_gpu = _task_resources()
     device_id = plan.device_id if plan.device_id is not None else task_gpu
     providers = plan_providers(plan.device, device_id)
-    options = SessionOptions(intra_op_threads=cpus)
+    # a model kept on disk is big (over ON_DISK_BYTES): a pre-packed copy would double it
+    prepack = not isinstance(plan.model, ModelFilesRef)
+    options = SessionOptions(intra_op_threads=cpus, prepack_weights=prepack)
     return SESSION_CACHE.get(plan.model.sha256, plan.model.load, providers, options)
 
 

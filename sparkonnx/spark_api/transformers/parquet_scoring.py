@@ -210,7 +210,7 @@ def spec_from_options(options: dict[str, str]) -> ScoringSpec:
     spec, model = build_spec(stage, options["path"], keep, target)
     ref: ModelRef = (
         ModelRef(model.sha256, inline=model.model_bytes)
-        if len(model.model_bytes) <= INLINE_LIMIT_BYTES
+        if not model.on_disk and model.size_bytes <= INLINE_LIMIT_BYTES
         else UriModelRef(model.sha256, uri=kwargs["modelFile"])
     )
     return dataclasses.replace(spec, plan=dataclasses.replace(spec.plan, model=ref))

@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sparkonnx.engine.model import OnnxModel
+from sparkonnx.engine.model import ModelOnDiskError, OnnxModel
 
 if TYPE_CHECKING:
     from sparkonnx.spark_api.params import HasPrecision
@@ -123,6 +123,12 @@ def precision_model(
     """`precision.resolve_precision`, once per stage lineage, model and precision Params."""
     if stage.getPrecision() == "fp32":
         return model
+    if model.on_disk:
+        raise ModelOnDiskError(
+            f"precision={stage.getPrecision()!r} needs the model in memory, but {model.source} "
+            f"is kept on disk ({model.size_bytes} bytes with its external data); use "
+            "precision='fp32', or quantize the model offline and load the smaller file"
+        )
     from sparkonnx.spark_api.precision import precision_settings, resolve_precision
 
     key = stage_key(stage, "precision", model.sha256, *precision_settings(stage))
