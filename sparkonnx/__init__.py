@@ -91,6 +91,10 @@ _EXPORTS: dict[str, str] = {
     "register_image_loader": "sparkonnx.spark_api.runtime.code_names",
     "UntrustedCodeError": "sparkonnx.spark_api.runtime.code_names",
     "InvalidStageError": "sparkonnx.spark_api.persistence",
+    # diagnostics
+    "doctor": "sparkonnx.diagnostics.doctor",
+    "DoctorReport": "sparkonnx.diagnostics.report",
+    "ExecutorProbeError": "sparkonnx.spark_api.runtime.executor_facts",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -124,6 +128,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.converters.options import ConversionOptions
     from sparkonnx.converters.quantize import QuantizationResult, quantize
     from sparkonnx.converters.result import ConversionResult, ParityReport
+    from sparkonnx.diagnostics.doctor import doctor
+    from sparkonnx.diagnostics.report import DoctorReport
     from sparkonnx.engine.images import ImageDecodeError
     from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec, UnknownTensorError
     from sparkonnx.engine.providers import DeviceError
@@ -141,6 +147,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from sparkonnx.spark_api.persistence import InvalidStageError
     from sparkonnx.spark_api.runtime.code_names import UntrustedCodeError, register_image_loader
+    from sparkonnx.spark_api.runtime.executor_facts import ExecutorProbeError
     from sparkonnx.spark_api.runtime.parquet_files import ParquetTableError
     from sparkonnx.spark_api.runtime.text import TextModelError
     from sparkonnx.spark_api.sql import register_udf, registerKerasImageUDF

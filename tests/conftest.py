@@ -52,6 +52,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: The running test Connect server: its "url" and its "log_dir" (the server's stdout / stderr).
+CONNECT_SERVER: dict[str, object] = {}
+
+
 @pytest.fixture(scope="session")
 def connect_spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A Spark Connect session against a local server started for this test run."""
@@ -90,6 +94,7 @@ def connect_spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
                     pytest.fail(f"Spark Connect server did not start on port {port}:\n{logs}")
                 time.sleep(0.3)
         session = ConnectSession.builder.remote(f"sc://127.0.0.1:{port}").getOrCreate()
+        CONNECT_SERVER.update(url=f"sc://127.0.0.1:{port}", log_dir=run_dir)
         yield session
         session.stop()
     finally:

@@ -1,6 +1,6 @@
 """`sparkonnx` command line: a thin shell over the public Python API.
 
-Each subcommand lives in its own module (`convert`, `inspect`, `zoo`) with an
+Each subcommand lives in its own module (`convert`, `inspect`, `zoo`, `doctor`) with an
 `add_parser(subparsers)` function listed in `SUBCOMMANDS`;
 its handler takes the parsed arguments and returns an exit code (`exit_codes`).
 """
@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sparkonnx.cli import convert, inspect, zoo
+from sparkonnx.cli import convert, doctor, inspect, zoo
 from sparkonnx.cli.exit_codes import (
     EXIT_CODES_HELP,
     EXIT_INTERRUPTED,
@@ -23,11 +23,12 @@ from sparkonnx.cli.exit_codes import (
     exit_code_for,
 )
 
-# One function per subcommand; `doctor` adds its own here.
+# One function per subcommand.
 SUBCOMMANDS: list[Callable[[Any], None]] = [
     convert.add_parser,
     inspect.add_parser,
     zoo.add_parser,
+    doctor.add_parser,
 ]
 
 

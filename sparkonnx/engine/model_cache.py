@@ -24,11 +24,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from sparkonnx.engine.cache_dir import MODEL_CACHE_ENV, model_cache_dir
 from sparkonnx.engine.model_files import MembersHasher, hash_members, read_chunks
 
 logger = logging.getLogger(__name__)
 
-CACHE_ENV = "SPARKONNX_MODEL_CACHE"
+CACHE_ENV = MODEL_CACHE_ENV
 CACHE_CONF = "spark.sparkonnx.modelCacheDir"
 
 _verified: set[Path] = set()  # entries hashed by this process
@@ -40,14 +41,9 @@ class ModelCacheError(OSError):
 
 
 def cache_dir(configured: str | None = None) -> Path:
-    """The disk cache folder: `configured`, else $SPARKONNX_MODEL_CACHE, else
-    $SPARKONNX_CACHE/models, else ~/.cache/sparkonnx/models."""
-    if configured:
-        return Path(configured).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    root = os.environ.get("SPARKONNX_CACHE") or Path.home() / ".cache" / "sparkonnx"
-    return Path(root).expanduser() / "models"
+    """The disk cache folder (`cache_dir.model_cache_dir`): `configured`, else
+    $SPARKONNX_MODEL_CACHE, else $SPARKONNX_CACHE/models, else ~/.cache/sparkonnx/models."""
+    return model_cache_dir(configured)
 
 
 def cached_model(

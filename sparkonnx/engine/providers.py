@@ -78,14 +78,19 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
+def nvidia_devices() -> list[str]:
+    """The NVIDIA device nodes the driver exposes to this process (``nvidia0``, ...), in order."""
+    try:
+        names = os.listdir("/dev")
+    except OSError:
+        return []
+    found = [n for n in names if n.startswith("nvidia") and n[len("nvidia") :].isdigit()]
+    return sorted(found, key=lambda n: int(n[len("nvidia") :]))
+
+
 def nvidia_device_visible() -> bool:
     """True when the NVIDIA driver exposes at least one device node to this process."""
-    dev = "/dev"
-    try:
-        names = os.listdir(dev)
-    except OSError:
-        return False
-    return any(n.startswith("nvidia") and n[len("nvidia") :].isdigit() for n in names)
+    return bool(nvidia_devices())
 
 
 def plan_providers(

@@ -19,6 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from sparkonnx.engine.cache_dir import cache_root
+
 #: Bump when the way zoo graphs are built changes, so stale files are not reused.
 BUILD_FORMAT = "2"
 #: Metadata entries of a built zoo model (besides the converter's own).
@@ -40,8 +42,7 @@ class CachedBuild(NamedTuple):
 
 def cache_dir() -> Path:
     """`$SPARKONNX_CACHE/zoo`, default `~/.cache/sparkonnx/zoo`."""
-    root = os.environ.get("SPARKONNX_CACHE") or Path.home() / ".cache" / "sparkonnx"
-    return Path(root) / "zoo"
+    return cache_root() / "zoo"
 
 
 def _version(package: str) -> str:

@@ -37,6 +37,7 @@ from sparkonnx.converters import metadata
 from sparkonnx.converters.calibration import CalibrationSet, load_calibration
 from sparkonnx.converters.gate import GateTolerance
 from sparkonnx.converters.int8_search import DEFAULT_SEARCH_SECONDS
+from sparkonnx.engine.cache_dir import cache_root
 from sparkonnx.engine.image_preprocess import ImagePreprocessing
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.tensors import column_to_tensor
@@ -47,13 +48,12 @@ from sparkonnx.spark_api.shipping import driver_check
 
 logger = logging.getLogger(__name__)
 
-_CACHE_FORMAT = "3"  # bump when the quantization recipe changes, so stale files are not reused
+_CACHE_FORMAT = "4"  # bump when the quantization recipe changes, so stale files are not reused
 
 
 def cache_dir() -> Path:
     """`$SPARKONNX_CACHE/precision`, default `~/.cache/sparkonnx/precision`."""
-    root = os.environ.get("SPARKONNX_CACHE") or Path.home() / ".cache" / "sparkonnx"
-    return Path(root) / "precision"
+    return cache_root() / "precision"
 
 
 def cache_key(

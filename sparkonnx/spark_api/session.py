@@ -19,6 +19,14 @@ def is_connect(spark: Any) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
+def session_key(spark: Any) -> str:
+    """A string naming this session for per-session caches: its Connect session id, or its
+    classic application id."""
+    if is_connect(spark):
+        return f"connect:{spark.session_id}"
+    return f"classic:{spark.sparkContext.applicationId}"
+
+
 def active_session(spark: Any = None, hint: str = "pass spark=<session>") -> Any:
     """`spark` when given; else the active classic session, else the active Connect one.
 

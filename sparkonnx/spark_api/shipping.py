@@ -27,7 +27,7 @@ from sparkonnx.engine.model_cache import CACHE_CONF
 from sparkonnx.engine.model_files import ModelFiles
 from sparkonnx.engine.runnable import check_operators, check_runnable
 from sparkonnx.spark_api.runtime.model_ref import ModelFilesRef, ModelRef
-from sparkonnx.spark_api.session import is_connect
+from sparkonnx.spark_api.session import is_connect, session_key
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +48,6 @@ _CHECK_HINT = (
 
 _shipped: set[tuple[str, str]] = set()
 _shipped_lock = threading.Lock()
-
-
-def _session_key(spark: Any) -> str:
-    if is_connect(spark):
-        return f"connect:{spark.session_id}"
-    return f"classic:{spark.sparkContext.applicationId}"
 
 
 def _conf(spark: Any, key: str, default: str | None) -> str | None:
@@ -149,7 +143,7 @@ def ship_bytes(
 def _add_file(spark: Any, name: str, size: int, write: Callable[[Path], Any]) -> bool:
     """Stage the file `name` of `size` bytes (written by `write(path)` unless there with that
     size) and add it to the session once; True when it was added now."""
-    key = (_session_key(spark), name)
+    key = (session_key(spark), name)
     with _shipped_lock:
         if key in _shipped:
             return False

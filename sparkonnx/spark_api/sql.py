@@ -40,6 +40,7 @@ from sparkonnx.engine.providers import validate_device
 from sparkonnx.engine.sessions import validate_batch_size
 from sparkonnx.spark_api.runtime.arrow_udf_path import arrow_udf_supported
 from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn, run_columns
+from sparkonnx.spark_api.runtime.executor_facts import ready_plan
 from sparkonnx.spark_api.runtime.image_executor import VectorOutput
 from sparkonnx.spark_api.runtime.sql_udf import (
     Preprocessor,
@@ -302,6 +303,7 @@ def register_udf(
         allow_cast=True,
         prepare=partial(prepare_arguments, arguments),
     )
+    plan = ready_plan(spark, plan, f"SQL function {name}")
     udf = sql_function(spark, plan, return_type)
     spark.udf.register(name, udf)
     logger.info(

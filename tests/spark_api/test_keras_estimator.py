@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -309,8 +310,9 @@ def test_task_without_tensorflow_reports_a_clear_error(start_model, monkeypatch)
     assert rows[0]["error_kind"] == "dependency" and rows[0]["model"] is None
     with pytest.raises(
         training.TrainingDependencyError,
-        match=r"needs TensorFlow.*on host .*install pip install 'sparkonnx\[convert\]' on every "
-        r"worker.*estimator\.fit\(df, paramMap\)",
+        match=r"needs TensorFlow.*on host .* in " + re.escape(sys.executable) + r" .*: run pip "
+        r"install 'sparkonnx\[convert\]' with that Python on every worker.*estimator\.fit\(df, "
+        r"paramMap\)",
     ):
         training.raise_task_errors(rows, job)
 

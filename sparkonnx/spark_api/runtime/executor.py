@@ -23,6 +23,8 @@ from sparkonnx.engine.providers import gpu_id_from_resources, plan_providers
 from sparkonnx.engine.sessions import SESSION_CACHE, ModelSession, SessionOptions
 from sparkonnx.engine.tensors import arrow_type_for, column_to_tensor, tensor_to_arrow
 from sparkonnx.spark_api.runtime.model_ref import ModelFilesRef, ModelRef
+from sparkonnx.spark_api.runtime.where_ran import DeviceReport
+from sparkonnx.spark_api.runtime.worker_logging import install_worker_logging
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +134,10 @@ class InferencePlan:
     #: by name, one row per feed row (the text stages' length-bucketed runs). None:
     #: `ModelSession.run`.
     run: RunHook | None = None
+    #: The executors' sparkonnx log level (`worker_logging`); None: their env var or WARNING.
+    log_level: str | None = None
+    #: Where tasks report the device their session uses (classic Spark; see `where_ran`).
+    device_report: DeviceReport | None = None
 
 
 def _task_resources() -> tuple[int | None, int | None]:
@@ -147,14 +153,19 @@ def _task_resources() -> tuple[int | None, int | None]:
 
 
 def session_for(plan: InferencePlan) -> ModelSession:
-    """The worker's cached session for this plan (built on first use in this process)."""
+    """The worker's cached session for this plan (built on first use in this process); in a
+    task, the worker's log handler is installed first and the device used is reported."""
+    install_worker_logging(plan.log_level)
     cpus, task_gpu = _task_resources()
     device_id = plan.device_id if plan.device_id is not None else task_gpu
     providers = plan_providers(plan.device, device_id)
     # a model kept on disk is big (over ON_DISK_BYTES): a pre-packed copy would double it
     prepack = not isinstance(plan.model, ModelFilesRef)
     options = SessionOptions(intra_op_threads=cpus, prepack_weights=prepack)
-    return SESSION_CACHE.get(plan.model.sha256, plan.model.load, providers, options)
+    session = SESSION_CACHE.get(plan.model.sha256, plan.model.load, providers, options)
+    if plan.device_report is not None:
+        plan.device_report.record(plan.model.sha256, session.device, session.providers)
+    return session
 
 
 def _prepare(plan: InferencePlan, batch: pa.RecordBatch, place: RowPlace) -> PreparedBatch:

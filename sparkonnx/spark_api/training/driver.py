@@ -212,6 +212,7 @@ class KerasEstimatorBase(
         self._check_same_data(estimators)
 
         def train_all() -> tuple[_Prepared, list[training.TrainedKeras]]:
+            require_training_on_executors(dataset.sparkSession)  # before gathering the data
             prepared = self._prepare(dataset, estimators)
             return prepared, self._train_on_executors(dataset, prepared, estimators)
 
@@ -255,6 +256,30 @@ class KerasEstimatorBase(
         )
         logger.info("training %d param maps on executors, one task each", len(tasks))
         return training.run_training_job(spark, training.TrainingJob(data, tasks))
+
+
+def require_training_on_executors(spark: Any) -> None:
+    """`TrainingDependencyError` naming each executor (host, Python) that cannot import
+    TensorFlow / Keras, from the doctor's probe (one tiny job, cached per session)."""
+    from sparkonnx.spark_api.runtime.executor_facts import executors_without_training
+
+    missing = executors_without_training(spark)
+    if not missing:
+        return
+    names = "; ".join(
+        f"executor {f.executor} with Python {f.python_executable} ({_lacking(f)} not found)"
+        for f in missing
+    )
+    raise training.TrainingDependencyError(
+        f"Keras training needs TensorFlow and Keras on every executor, but {len(missing)} cannot "
+        f"import them: {names}. {training.TRAINING_FIX}. (Checked before gathering the "
+        "training data; 'sparkonnx doctor' shows every executor.)"
+    )
+
+
+def _lacking(facts: Any) -> str:
+    pairs = (("tensorflow", facts.tensorflow), ("keras", facts.keras))
+    return " and ".join(name for name, found in pairs if not found)
 
 
 class _TrainedModelIterator:

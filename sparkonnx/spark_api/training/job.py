@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 import traceback
@@ -32,6 +33,12 @@ from sparkonnx.spark_api.runtime.model_ref import ModelRef
 logger = logging.getLogger(__name__)
 
 TRAIN_INSTALL_HINT = "pip install 'sparkonnx[convert]'"
+#: How to fix TensorFlow / Keras missing where fitMultiple trains.
+TRAINING_FIX = (
+    "fitMultiple (used by CrossValidator / TrainValidationSplit) trains on executors: run "
+    f"{TRAIN_INSTALL_HINT} with that Python on every worker (the one named by PYSPARK_PYTHON), "
+    "or fit each param map on the driver with estimator.fit(df, paramMap)"
+)
 
 #: Columns of the training job's result: one row per param map.
 RESULT_SCHEMA = (
@@ -103,10 +110,8 @@ def import_keras() -> ModuleType:
     except ImportError as exc:
         raise TrainingDependencyError(
             f"Keras training needs TensorFlow and Keras in the Python environment that runs it, "
-            f"but importing them failed on host {socket.gethostname()} ({exc}). fitMultiple "
-            f"(used by CrossValidator / TrainValidationSplit) trains on executors: install "
-            f"{TRAIN_INSTALL_HINT} on every worker (the Python named by PYSPARK_PYTHON), or fit "
-            "each param map on the driver with estimator.fit(df, paramMap)"
+            f"but importing them failed on host {socket.gethostname()} in {sys.executable} "
+            f"({exc}). {TRAINING_FIX}"
         ) from exc
 
 

@@ -45,6 +45,7 @@ from sparkonnx.spark_api.params import (
 from sparkonnx.spark_api.persistence import HoldsOnnxModel, ModelLike
 from sparkonnx.spark_api.runtime.arrow_udf_path import add_model_columns
 from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn
+from sparkonnx.spark_api.runtime.executor_facts import ready_plan
 from sparkonnx.spark_api.runtime.image_executor import (
     ImageOutput,
     VectorOutput,
@@ -177,6 +178,7 @@ class ImageModelBase(
         schema: T.StructType,
     ) -> DataFrame:
         plan = dataclasses.replace(plan, model=ship_model(dataset.sparkSession, model))
+        plan = ready_plan(dataset.sparkSession, plan, type(self).__name__)
         result = add_model_columns(dataset, plan, schema)  # only the image column goes to Python
         if self.getOutputMode() == "vector":
             F = sql_functions(dataset)

@@ -27,6 +27,7 @@ from sparkonnx.spark_api.params import (
 from sparkonnx.spark_api.persistence import HoldsOnnxModel, ModelLike
 from sparkonnx.spark_api.runtime.arrow_udf_path import add_model_columns
 from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn
+from sparkonnx.spark_api.runtime.executor_facts import ready_plan
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 from sparkonnx.spark_api.session import array_to_vector
 from sparkonnx.spark_api.shipping import ship_model
@@ -108,6 +109,7 @@ class TensorModelBase(
         model = self._precision_model(model, plan, dataset)
         spark = dataset.sparkSession
         plan = dataclasses.replace(plan, model=ship_model(spark, model))
+        plan = ready_plan(spark, plan, type(self).__name__)
         result = add_model_columns(dataset, plan, schema)
         if self.getOutputFormat() == "vector":
             to_vector = array_to_vector(dataset)

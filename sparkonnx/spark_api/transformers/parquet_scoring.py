@@ -21,6 +21,7 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_type
 
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.spark_api.runtime.executor_facts import ready_plan
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 from sparkonnx.spark_api.runtime.parquet_files import (
     ParquetTableError,
@@ -36,7 +37,8 @@ from sparkonnx.spark_api.runtime.parquet_source import (
     SparkOnnxDataSource,
     UriModelRef,
 )
-from sparkonnx.spark_api.shipping import INLINE_LIMIT_BYTES, _session_key, ship_model
+from sparkonnx.spark_api.session import session_key
+from sparkonnx.spark_api.shipping import INLINE_LIMIT_BYTES, ship_model
 from sparkonnx.spark_api.transformers.onnx_transformer import ModelLike, ONNXTransformer
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ _registered_lock = threading.Lock()
 
 def register_data_source(spark: Any) -> None:
     """Make ``spark.read.format("sparkonnx")`` available in this session (once per session)."""
-    key = _session_key(spark)
+    key = session_key(spark)
     with _registered_lock:
         if key not in _registered:
             spark.dataSource.register(SparkOnnxDataSource)
@@ -157,6 +159,7 @@ def score_parquet(
     if stage.getPrecision() != "fp32":
         onnx_model = stage._precision_model(onnx_model, spec.plan, spark.read.parquet(path))
     plan = dataclasses.replace(spec.plan, model=ship_model(spark, onnx_model))
+    plan = ready_plan(spark, plan, "score_parquet", report=False)
     spec = dataclasses.replace(spec, plan=plan)
     register_data_source(spark)
     return spark.read.format(FORMAT_NAME).option(PLAN_OPTION, spec.encode()).load()

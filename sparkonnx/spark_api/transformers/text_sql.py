@@ -28,6 +28,7 @@ def register_text_udf(spark: Any, name: str, model: Any, tokenizer: Any, **optio
     any other model returns its outputs as TextTransformer does (a struct when several).
     Other `options`: maxLength, batchSize, device, deviceId.
     """
+    from sparkonnx.spark_api.runtime.executor_facts import ready_plan
     from sparkonnx.spark_api.sql import sql_function
 
     onnx_model = OnnxModel.load(model)
@@ -45,6 +46,7 @@ def register_text_udf(spark: Any, name: str, model: Any, tokenizer: Any, **optio
     pruned, spec, outputs_used, fields = stage._plan_text(None)
     plan = stage._runtime_plan(spark, pruned, spec, outputs_used)
     return_type: T.DataType = fields[0].dataType if len(fields) == 1 else T.StructType(fields)
+    plan = ready_plan(spark, plan, f"SQL function {name}")
     udf = sql_function(spark, plan, return_type)
     spark.udf.register(name, udf)
     logger.info(

@@ -33,6 +33,7 @@ from sparkonnx.spark_api.params import (
 from sparkonnx.spark_api.persistence import HoldsOnnxModel
 from sparkonnx.spark_api.runtime.arrow_udf_path import add_model_columns
 from sparkonnx.spark_api.runtime.executor import InferencePlan, OutputColumn
+from sparkonnx.spark_api.runtime.executor_facts import ready_plan
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 from sparkonnx.spark_api.runtime.text import TextSpec, prepare_text, run_text
 from sparkonnx.spark_api.session import array_to_vector, sql_functions
@@ -206,6 +207,7 @@ class _TextStage(
         row_id = self._checked_row_id_col(dataset.columns)
         model = self._precision_model(model, spec, dataset)
         plan = self._runtime_plan(dataset.sparkSession, model, spec, outputs, row_id)
+        plan = ready_plan(dataset.sparkSession, plan, type(self).__name__)
         result = add_model_columns(dataset, plan, T.StructType([*dataset.schema.fields, *fields]))
         if self.getOutputFormat() == "vector":  # Spark's array_to_vector fails on nulls
             F, to_vector = sql_functions(result), array_to_vector(result)
