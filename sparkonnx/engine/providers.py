@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -20,6 +21,10 @@ DEVICE_FIX = (
     "Use 'auto' (CUDA when usable, else CPU), 'cpu', or 'cuda' (needs the onnxruntime-gpu "
     "package and a visible NVIDIA GPU)"
 )
+
+#: Environment variable (on executors: `spark.executorEnv.SPARKONNX_CUDA_OPTIONS`): more CUDA
+#: provider options as a JSON object, e.g. {"cudnn_conv_algo_search": "HEURISTIC"}.
+CUDA_OPTIONS_ENV = "SPARKONNX_CUDA_OPTIONS"
 
 _fallback_logged: set[str] = set()
 _fallback_lock = threading.Lock()
@@ -45,6 +50,14 @@ class ProviderPlan:
     @property
     def wants_cuda(self) -> bool:
         return any(name == CUDA for name, _ in self.providers)
+
+    @property
+    def cuda_device_id(self) -> int | None:
+        """The GPU ordinal handed to the CUDA provider (None: the plan does not use CUDA)."""
+        for name, options in self.providers:
+            if name == CUDA:
+                return int(dict(options).get("device_id", "0"))
+        return None
 
 
 def validate_device(device: str, device_id: int | None = None) -> str:
@@ -109,12 +122,20 @@ def plan_providers(
     if gpu_visible is None:
         gpu_visible = nvidia_device_visible()
     if device == "auto" and CUDA in available and not gpu_visible:
-        _log_fallback_once("no NVIDIA GPU is visible (/dev/nvidia*)", [CPU], logging.INFO)
+        reason = "no NVIDIA GPU is visible (/dev/nvidia*)"
+        if device_id is None:
+            _log_fallback_once(reason, [CPU], logging.INFO)
+        else:  # Spark (or deviceId) gave this task a GPU that cannot be used: worth a warning
+            _log_fallback_once(
+                f"{reason}, so GPU {device_id} (deviceId, else the task's Spark "
+                "resources) is not used",
+                [CPU],
+            )
         return ProviderPlan("cpu", ((CPU, ()),))
     cpu = (CPU, ())
     if device == "cpu":
         return ProviderPlan("cpu", (cpu,))
-    cuda_opts = (("device_id", str(device_id or 0)),)
+    cuda_opts = cuda_provider_options(device_id)
     if CUDA in available:
         return ProviderPlan(device, ((CUDA, cuda_opts), cpu))
     if device == "cuda":
@@ -125,6 +146,31 @@ def plan_providers(
         )
     _log_fallback_once("no CUDAExecutionProvider in this onnxruntime build", available)
     return ProviderPlan("cpu", (cpu,))
+
+
+def cuda_provider_options(device_id: int | None) -> tuple[tuple[str, str], ...]:
+    """The CUDA provider's options: ``device_id``, then those of `CUDA_OPTIONS_ENV` (sorted)."""
+    raw = os.environ.get(CUDA_OPTIONS_ENV, "").strip()
+    extra: object = {}
+    if raw:
+        try:
+            extra = json.loads(raw)
+        except json.JSONDecodeError:
+            extra = None
+    if not isinstance(extra, dict) or "device_id" in extra:
+        raise DeviceError(
+            f"{CUDA_OPTIONS_ENV} must be a JSON object of CUDA provider options other than "
+            f"device_id (use deviceId or Spark's GPU resources), e.g. "
+            f'\'{{"cudnn_conv_algo_search": "HEURISTIC"}}\'; got {raw!r}'
+        )
+    options = {str(k): _option_text(v) for k, v in extra.items()}
+    return (("device_id", str(device_id or 0)), *sorted(options.items()))
+
+
+def _option_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
 
 
 def check_session_providers(plan: ProviderPlan, session: Any) -> str:
@@ -142,8 +188,8 @@ def check_session_providers(plan: ProviderPlan, session: Any) -> str:
     )
     if plan.device == "cuda":
         raise DeviceError(
-            f"device='cuda' was requested but {reason}; the session runs on {used}. "
-            "Use device='auto' to fall back to CPU."
+            f"device='cuda' (GPU {plan.cuda_device_id}) was requested but {reason}; the session "
+            f"runs on {used}. Use device='auto' to fall back to CPU."
         )
     _log_fallback_once(reason, used)
     return "cpu"

@@ -98,3 +98,49 @@ def test_real_cuda_request_on_this_machine():
         assert "could not be initialised" in str(exc)
     else:  # a real GPU: the session must really run on it
         assert session.device == "cuda"
+
+
+def test_auto_without_a_visible_gpu_warns_naming_the_gpu_spark_gave(caplog):
+    providers._fallback_logged.clear()
+    with caplog.at_level(logging.INFO, logger="sparkonnx.engine.providers"):
+        for _ in range(2):
+            plan = plan_providers("auto", 1, available=GPU_BUILD, gpu_visible=False)
+            assert plan.as_ort_arguments() == ([CPU], [{}]) and plan.cuda_device_id is None
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    expected = (
+        "device='auto': running on CPU because no NVIDIA GPU is visible (/dev/nvidia*), so GPU 1 "
+        "(deviceId, else the task's Spark resources) is not used (providers: "
+        "['CPUExecutionProvider'])"
+    )
+    assert [r.message for r in warnings] == [expected]  # once per process and GPU
+
+
+def test_cuda_failure_names_the_gpu_it_asked_for():
+    plan = plan_providers("cuda", 3, available=GPU_BUILD)
+    assert plan.cuda_device_id == 3
+    with pytest.raises(DeviceError, match=r"device='cuda' \(GPU 3\) was requested but the CUDA"):
+        check_session_providers(plan, _session([CPU]))
+
+
+def test_cuda_options_from_the_environment(monkeypatch):
+    monkeypatch.setenv(
+        providers.CUDA_OPTIONS_ENV,
+        '{"cudnn_conv_algo_search": "HEURISTIC", "arena_extend_strategy": "kSameAsRequested", '
+        '"gpu_mem_limit": 2147483648, "do_copy_in_default_stream": true}',
+    )
+    plan = plan_providers("cuda", 2, available=GPU_BUILD)
+    assert plan.as_ort_arguments()[1][0] == {
+        "device_id": "2",
+        "arena_extend_strategy": "kSameAsRequested",
+        "cudnn_conv_algo_search": "HEURISTIC",
+        "do_copy_in_default_stream": "1",
+        "gpu_mem_limit": "2147483648",
+    }
+    assert plan_providers("cpu", available=GPU_BUILD).as_ort_arguments() == ([CPU], [{}])
+
+
+@pytest.mark.parametrize("raw", ["HEURISTIC", "[1]", '{"device_id": 1}'])
+def test_bad_cuda_options_say_what_is_expected(monkeypatch, raw):
+    monkeypatch.setenv(providers.CUDA_OPTIONS_ENV, raw)
+    with pytest.raises(DeviceError, match=r"SPARKONNX_CUDA_OPTIONS must be a JSON object.*got"):
+        plan_providers("cuda", available=GPU_BUILD)

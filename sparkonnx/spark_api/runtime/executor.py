@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from sparkonnx.engine.model import TensorSpec
-from sparkonnx.engine.providers import gpu_id_from_resources, plan_providers
+from sparkonnx.engine.providers import ProviderPlan, gpu_id_from_resources, plan_providers
 from sparkonnx.engine.sessions import SESSION_CACHE, ModelSession, SessionOptions
 from sparkonnx.engine.tensors import arrow_type_for, column_to_tensor, tensor_to_arrow
 from sparkonnx.spark_api.runtime.model_ref import ModelFilesRef, ModelRef
@@ -152,16 +152,22 @@ def _task_resources() -> tuple[int | None, int | None]:
     return ctx.cpus(), gpu_id_from_resources(ctx.resources())
 
 
+def task_settings(plan: InferencePlan) -> tuple[ProviderPlan, SessionOptions]:
+    """The providers and session options this task runs ``plan`` with: the GPU is the plan's
+    ``deviceId``, else the first GPU of the task's Spark resources; threads follow its cores."""
+    cpus, task_gpu = _task_resources()
+    device_id = plan.device_id if plan.device_id is not None else task_gpu
+    # a model kept on disk is big (over ON_DISK_BYTES): a pre-packed copy would double it
+    prepack = not isinstance(plan.model, ModelFilesRef)
+    options = SessionOptions(intra_op_threads=cpus, prepack_weights=prepack)
+    return plan_providers(plan.device, device_id), options
+
+
 def session_for(plan: InferencePlan) -> ModelSession:
     """The worker's cached session for this plan (built on first use in this process); in a
     task, the worker's log handler is installed first and the device used is reported."""
     install_worker_logging(plan.log_level)
-    cpus, task_gpu = _task_resources()
-    device_id = plan.device_id if plan.device_id is not None else task_gpu
-    providers = plan_providers(plan.device, device_id)
-    # a model kept on disk is big (over ON_DISK_BYTES): a pre-packed copy would double it
-    prepack = not isinstance(plan.model, ModelFilesRef)
-    options = SessionOptions(intra_op_threads=cpus, prepack_weights=prepack)
+    providers, options = task_settings(plan)
     session = SESSION_CACHE.get(plan.model.sha256, plan.model.load, providers, options)
     if plan.device_report is not None:
         plan.device_report.record(plan.model.sha256, session.device, session.providers)
