@@ -267,16 +267,28 @@ def section_gpu(spark: Any, out: Path) -> dict:
     np.save(out / "gpu-auto-y.npy", np.array([r.y for r in rows], np.float32))
     np.save(out / "gpu-reference.npy", local_reference(model, frame))
     cuda = ONNXTransformer(model=model, inputCol="x", outputCol="y", device="cuda")
-    try:
-        cuda.transform(frame).collect()
-        cuda_error = None
-    except Exception as exc:  # the task's DeviceError, wrapped by Spark
-        cuda_error = str(exc)
+    jobs_before = len(spark.sparkContext.statusTracker().getJobIdsForGroup())
+    driver_error = _error_of(lambda: cuda.transform(frame))  # refused before any job
+    jobs_after = len(spark.sparkContext.statusTracker().getJobIdsForGroup())
+    spark.conf.set("spark.sparkonnx.deviceCheck", "false")  # now the tasks find out
+    cuda_error = _error_of(lambda: cuda.transform(frame).collect())
+    spark.conf.unset("spark.sparkonnx.deviceCheck")
     return {
         "app": spark.sparkContext.applicationId,
         "tasks": tasks,
+        "driver_error": driver_error,
+        "jobs_for_driver_check": jobs_after - jobs_before,
         "cuda_error": cuda_error,
     }
+
+
+def _error_of(action: Any) -> str | None:
+    """`type: message` of what `action()` raised, None when it ran."""
+    try:
+        action()
+    except Exception as exc:  # a DeviceError on the driver, or the task's wrapped by Spark
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def testing_mlp() -> Any:

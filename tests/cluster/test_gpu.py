@@ -56,6 +56,16 @@ def test_auto_falls_back_to_cpu_with_a_warning_naming_the_gpu(
         )
 
 
+def test_cuda_is_refused_on_the_driver_when_no_executor_can_use_it(gpu_driver):
+    result = gpu_driver["gpu"]
+    error = result["driver_error"]
+    assert error is not None and error.startswith("DeviceError: device='cuda' was requested")
+    assert "none of the" in error and "executors can run ONNX Runtime on CUDA" in error
+    assert "sparkonnx doctor" in error
+    # the doctor's probe is the only job: the transform itself started none
+    assert result["jobs_for_driver_check"] <= 1
+
+
 def test_cuda_fails_naming_the_tasks_gpu(gpu_driver):
     error = gpu_driver["gpu"]["cuda_error"]
     assert error is not None, "device='cuda' ran although no GPU can be used here"

@@ -56,3 +56,27 @@ def test_pipeline_saved_by_one_driver_runs_in_another(first_driver, second_drive
     loaded = second_driver["load"]
     assert loaded["stages"] == ["ImageTransformer"]
     assert loaded["scores"] == saved  # exactly: same model, same pixels, same executors' ORT
+
+
+def test_doctor_reports_every_executor_and_exits_7_for_cuda(standalone_cluster, driver_run):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "sparkonnx.cli", "doctor", "--json", "--device", "cuda"]
+    proc = subprocess.run(
+        [*command, "--master", standalone_cluster.url],
+        env=driver_run.env(),
+        cwd=driver_run.out,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 7, proc.stderr[-3000:]  # EXIT_DEVICE: cuda usable nowhere
+    report = json.loads(proc.stdout)
+    assert report["schema"] == "sparkonnx.doctor/1"
+    executors = report["executors"]
+    assert len({e["executor"] for e in executors}) >= 2  # both workers' executors answered
+    for facts in executors:
+        assert facts["python_executable"] == str(standalone_cluster.executor_python)
+        assert not facts["tensorflow"]  # the base install
+    assert report["device"] == {"requested": "cuda", "usable_on": [], "ok": False}
