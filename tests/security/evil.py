@@ -12,7 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-MARKER = Path(tempfile.gettempdir()) / f"sparkonnx-evil-marker-{os.getuid()}.txt"
+#: One marker per test run (two runs on one machine must not see each other's): the pytest
+#: process sets the variable when it collects this module, before Spark starts, so the Python
+#: workers Spark forks later inherit it and name the same file.
+_DEFAULT = Path(tempfile.gettempdir()) / f"sparkonnx-evil-marker-{os.getpid()}.txt"
+MARKER = Path(os.environ.setdefault("SPARKONNX_EVIL_MARKER", str(_DEFAULT)))
 
 
 def _plant(what: str) -> None:
