@@ -292,7 +292,6 @@ def register_udf(
     images = _image_preprocessing(name, onnx_model, specs, params.preprocessingOverrides())
     strict = params.getHandleInvalid() == "error"
     arguments = SqlArguments(labels, specs, images, preprocessor, strict, errorField)
-    return_type = _return_type(onnx_model, flatten, errorField)
     plan = InferencePlan(
         model=ship_model(spark, onnx_model),
         inputs=tuple(zip(labels, specs, strict=True)),
@@ -303,15 +302,24 @@ def register_udf(
         allow_cast=True,
         prepare=partial(prepare_arguments, arguments),
     )
+    signature = f"{name}({', '.join(s.name for s in specs)})"
+    return_type = _return_type(onnx_model, flatten, errorField)
+    return register_plan(spark, name, plan, return_type, signature, onnx_model.sha256)
+
+
+def register_plan(
+    spark: Any, name: str, plan: InferencePlan, return_type: DataType, signature: str, sha: str
+) -> Any:
+    """Check `plan` on the driver (device, executors' log level), register it as the SQL
+    function `name` returning `return_type`, log `signature` and return the function."""
     plan = ready_plan(spark, plan, f"SQL function {name}")
     udf = sql_function(spark, plan, return_type)
     spark.udf.register(name, udf)
     logger.info(
-        "registered SQL function %s(%s) -> %s for model %s",
-        name,
-        ", ".join(s.name for s in specs),
+        "registered SQL function %s -> %s for model %s",
+        signature,
         return_type.simpleString(),
-        onnx_model.sha256[:12],
+        sha[:12],
     )
     return udf
 

@@ -6,7 +6,6 @@ length buckets, pooling) through one iterator Arrow UDF, on classic Spark and Sp
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from pyspark.sql import types as T
@@ -14,8 +13,6 @@ from pyspark.sql import types as T
 from sparkonnx.engine.model import OnnxModel
 from sparkonnx.spark_api.transformers import text_plan
 from sparkonnx.spark_api.transformers.text_transformers import TextEmbedder, TextTransformer
-
-logger = logging.getLogger(__name__)
 
 _EMBEDDER_OPTIONS = ("pooling", "normalize", "modelOutput")
 
@@ -28,8 +25,7 @@ def register_text_udf(spark: Any, name: str, model: Any, tokenizer: Any, **optio
     any other model returns its outputs as TextTransformer does (a struct when several).
     Other `options`: maxLength, batchSize, device, deviceId.
     """
-    from sparkonnx.spark_api.runtime.executor_facts import ready_plan
-    from sparkonnx.spark_api.sql import sql_function
+    from sparkonnx.spark_api.sql import register_plan
 
     onnx_model = OnnxModel.load(model)
     given = {k: v for k, v in options.items() if v is not None}
@@ -46,17 +42,8 @@ def register_text_udf(spark: Any, name: str, model: Any, tokenizer: Any, **optio
     pruned, spec, outputs_used, fields = stage._plan_text(None)
     plan = stage._runtime_plan(spark, pruned, spec, outputs_used)
     return_type: T.DataType = fields[0].dataType if len(fields) == 1 else T.StructType(fields)
-    plan = ready_plan(spark, plan, f"SQL function {name}")
-    udf = sql_function(spark, plan, return_type)
-    spark.udf.register(name, udf)
-    logger.info(
-        "registered SQL function %s(text) -> %s (%s) for model %s",
-        name,
-        return_type.simpleString(),
-        type(stage).__name__,
-        onnx_model.sha256[:12],
-    )
-    return udf
+    signature = f"{name}(text) ({type(stage).__name__})"
+    return register_plan(spark, name, plan, return_type, signature, onnx_model.sha256)
 
 
 def _is_embedder(model: OnnxModel, options: dict[str, Any]) -> bool:
