@@ -142,8 +142,10 @@ def test_driver_side_errors_name_the_problem(spark, minilm):
         ).transform(words)
     with pytest.raises(ValueError, match=r"no tokenizer: pass tokenizerFile="):
         TextEmbedder(inputCol="text", outputCol="e", modelFile=minilm).transform(words)
-    with pytest.raises(TypeError, match=r"pooling must be one of 'mean', 'cls', 'max'"):
+    with pytest.raises(InvalidParamError, match=r"pooling must be one of 'mean', 'cls', 'max'"):
         TextEmbedder(pooling="sum")
+    with pytest.raises(InvalidParamError, match=r"maxLength must be an integer >= 2; got 1"):
+        TextEmbedder(maxLength=1)
     encoder = testing.text_encoder(30522)
     per_token = TextTransformer(
         inputCol="text", outputCol="h", model=encoder, tokenizerFile=str(TOKENIZER)

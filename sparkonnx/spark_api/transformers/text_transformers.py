@@ -272,7 +272,6 @@ class TextEmbedder(_TextStage, HasOutputCol, HasEmbeddingOptions):
         precisionTolerance: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
-        self._setDefault(pooling="mean", normalize=True)
         self._init_text(self._input_kwargs)
 
     def _pooling(self) -> tuple[str | None, bool]:
