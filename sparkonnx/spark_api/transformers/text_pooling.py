@@ -5,7 +5,9 @@ accuracy gate judges the sentence embeddings the stage returns (one [batch, dim]
 text), not the per-token vectors with their padded positions; the executors then run that
 gated graph as it is. The nodes compute what `runtime.text.pool` and `l2_normalize` compute in
 numpy: masked mean (Where + ReduceSum / max(count, 1)), the first token (Gather 0), masked max
-(Where -inf + ReduceMax), and x / max(ReduceL2(x), 1e-12). Driver only.
+(ReduceMax with the padding replaced by the first token, a real token under right padding, so
+the result equals numpy's -inf masking with no infinity for int8 calibration to meet), and
+x / max(ReduceL2(x), 1e-12). Driver only.
 """
 
 from __future__ import annotations
@@ -117,9 +119,12 @@ def _pool(nodes: _Nodes, hidden: str, mask: str, pooling: str) -> str:
             "Gather", [hidden, nodes.const("first", np.array(0, np.int64))], "cls", axis=1
         )
     keep = nodes.unsqueeze_last(nodes.add("Cast", [mask], "keep", to=TensorProto.BOOL), "keep3")
-    if pooling == "max":
-        low = nodes.const("minus_inf", np.array(-np.inf, np.float32))
-        masked = nodes.add("Where", [keep, hidden, low], "masked")
+    if pooling == "max":  # padding (on the right) stands in as the first token, never -inf:
+        # static int8 calibrates this Where, and an infinite range would ruin its scale
+        first = nodes.add(
+            "Gather", [hidden, nodes.const("first_1d", np.array([0], np.int64))], "first", axis=1
+        )
+        masked = nodes.add("Where", [keep, hidden, first], "masked")
         return nodes.reduce("ReduceMax", masked, 1, 0, "max")
     zero = nodes.const("zero", np.array(0.0, np.float32))
     masked = nodes.add("Where", [keep, hidden, zero], "masked")
