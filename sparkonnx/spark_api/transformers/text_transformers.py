@@ -134,7 +134,7 @@ class _TextStage(
         `schema` None (a SQL function): no input column to check.
         """
         model = self.getModel()
-        source = self.getTokenizerFile() if self.isDefined(self.tokenizerFile) else "<bytes>"
+        source = self._tokenizer_file() or "<bytes>"
         tokenizer = text_plan.parse_tokenizer(self.getTokenizerBytes(), source)
         feeds = text_plan.text_feeds(model)
         text_plan.check_vocabulary(tokenizer, model, source)
