@@ -18,6 +18,11 @@ from pyspark.ml import Pipeline, PipelineModel
 
 from sparkonnx import TextEmbedder, TextTransformer, register_udf, testing
 from sparkonnx.converters.gate import GateError
+from sparkonnx.converters.quantize import quantization_of
+from sparkonnx.engine.model import OnnxModel
+from sparkonnx.errors import InvalidParamError
+from sparkonnx.spark_api.runtime import text as text_runtime
+from sparkonnx.spark_api.transformers.text_pooling import with_pooling
 
 TOKENIZER = Path(__file__).parent.parent / "fixtures" / "text" / "minilm-uncased-tokenizer.json"
 TOKEN_OUTPUT, POOLED_OUTPUT = "onnx::Shape_422", "461"  # the export's names for them
@@ -137,8 +142,10 @@ def test_driver_side_errors_name_the_problem(spark, minilm):
         ).transform(words)
     with pytest.raises(ValueError, match=r"no tokenizer: pass tokenizerFile="):
         TextEmbedder(inputCol="text", outputCol="e", modelFile=minilm).transform(words)
-    with pytest.raises(TypeError, match=r"pooling must be one of 'mean', 'cls', 'max'"):
+    with pytest.raises(InvalidParamError, match=r"pooling must be one of 'mean', 'cls', 'max'"):
         TextEmbedder(pooling="sum")
+    with pytest.raises(InvalidParamError, match=r"maxLength must be an integer >= 2; got 1"):
+        TextEmbedder(maxLength=1)
     encoder = testing.text_encoder(30522)
     per_token = TextTransformer(
         inputCol="text", outputCol="h", model=encoder, tokenizerFile=str(TOKENIZER)
@@ -260,6 +267,98 @@ def test_int8_dynamic_behind_the_gate(spark, minilm, precision_cache):
     )
     with pytest.raises(GateError, match=r"int8-dynamic accuracy gate REFUSED.*cosine"):
         strict.transform(df)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("how", ["mean", "cls", "max"])
+def test_the_appended_pooling_graph_equals_the_python_pooling(minilm, how, normalize):
+    model = OnnxModel.from_path(minilm)
+    feeds_spec = (
+        ("input_ids", "input_ids", "int64"),
+        ("attention_mask", "attention_mask", "int64"),
+    )
+    pooled, name, feeds_of = with_pooling(model, TOKEN_OUTPUT, how, normalize, feeds_spec)
+    assert feeds_of == feeds_spec and [(s.name, s.shape[-1]) for s in pooled.outputs] == [
+        (name, 384)
+    ]
+    tokenizer = text_runtime.tokenizer_from(TOKENIZER.read_bytes(), 128)
+    texts = [t for pair in PAIRS for t in pair] + EDGE[3:] + ["word " * 90]
+    tokens = text_runtime.encode(
+        tokenizer, texts
+    )  # padded to the longest: the padding is masked out
+    feeds = {"input_ids": tokens.ids, "attention_mask": tokens.mask}
+    providers = ["CPUExecutionProvider"]
+    hidden = ort.InferenceSession(model.model_bytes, providers=providers).run([TOKEN_OUTPUT], feeds)
+    expected = text_runtime.pool(hidden[0], tokens.mask, how)
+    expected = text_runtime.l2_normalize(expected) if normalize else expected
+    (got,) = ort.InferenceSession(pooled.model_bytes, providers=providers).run([name], feeds)
+    assert got.shape == (len(texts), 384)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+
+
+def _ids_only_encoder() -> OnnxModel:
+    """input_ids -> tanh(embedding) [batch, seq, 8]: a text model that takes no attention mask."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["emb", "input_ids"], ["tok"]),
+            helper.make_node("Tanh", ["tok"], ["last_hidden_state"]),
+        ],
+        "ids_only",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])],
+        [
+            helper.make_tensor_value_info(
+                "last_hidden_state", TensorProto.FLOAT, ["batch", "seq", 8]
+            )
+        ],
+        [numpy_helper.from_array(table, "emb")],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return OnnxModel.from_bytes(proto.SerializeToString())
+
+
+def test_a_model_without_attention_mask_gets_one_for_its_pooling():
+    model, ids_only = _ids_only_encoder(), (("input_ids", "input_ids", "int64"),)
+    pooled, name, feeds = with_pooling(model, "last_hidden_state", "mean", True, ids_only)
+    assert feeds == (*ids_only, ("attention_mask", "attention_mask", "int64"))
+    ids = np.array([[1, 2, 3, 0], [4, 5, 0, 0]], np.int64)
+    mask = (ids > 0).astype(np.int64)
+    providers = ["CPUExecutionProvider"]
+    (hidden,) = ort.InferenceSession(model.model_bytes, providers=providers).run(
+        None, {"input_ids": ids}
+    )
+    session = ort.InferenceSession(pooled.model_bytes, providers=providers)
+    (got,) = session.run([name], {"input_ids": ids, "attention_mask": mask})
+    expected = text_runtime.l2_normalize(text_runtime.pool(hidden, mask, "mean"))
+    np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+
+
+def test_the_int8_gate_judges_the_pooled_embeddings_returned(spark, minilm, precision_cache):
+    more = ["short", "word " * 60, "Paris is the capital of France.", "Dogs bark at night."]
+    more += ["She bought three apples and a pear.", "The train leaves at seven."]
+    sentences = [t for pair in PAIRS for t in pair] + EDGE[3:] + more  # 19 distinct texts
+    df = _texts_df(spark, sentences).cache()
+    common = dict(inputCol="text", outputCol="emb", modelFile=minilm, tokenizerFile=str(TOKENIZER))
+    fp32 = np.array(_by_id(TextEmbedder(**common).transform(df), "emb"))
+    tolerance = {"min_speedup": 0, "search_seconds": 0}
+    int8 = TextEmbedder(precision="int8", precisionTolerance=tolerance, **common)
+    got = np.array(_by_id(int8.transform(df), "emb"))
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)  # normalize kept
+    (cached,) = precision_cache.glob("*.onnx")
+    built = OnnxModel.from_path(cached)
+    assert [(s.name, s.shape[-1]) for s in built.outputs] == [("sentence_embedding", 384)]
+    record = quantization_of(built)
+    assert record is not None and record["gate"]["rows"] == len(sentences)  # every row judged
+    (figures,) = record["gate"]["outputs"].values()
+    assert figures["name"] == "sentence_embedding" and figures["metric"] == "cosine"
+    # the gate's figure is the cosine of the embeddings the stage returns (dynamic int8 scales
+    # activations per run, and the gate runs its rows together, the stage in length buckets)
+    cosines = (got * fp32).sum(axis=1)
+    assert figures["value"] == pytest.approx(cosines.mean(), abs=5e-4)
+    assert figures["min_cosine"] == pytest.approx(cosines.min(), abs=2e-3)
+    assert 0.97 < figures["value"] < 0.99999
 
 
 def test_map_in_arrow_fallback_without_arrow_udfs(spark, workdir, monkeypatch):

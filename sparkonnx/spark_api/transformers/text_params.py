@@ -8,27 +8,25 @@ from typing import Any
 from pyspark.ml.param import Param, Params, TypeConverters
 from typing_extensions import Self
 
+from sparkonnx.errors import check_one_of
+from sparkonnx.spark_api.params import int_at_least
 from sparkonnx.spark_api.runtime.text import POOLINGS
 
-
-def _to_max_length(value: Any) -> int:
-    number = TypeConverters.toInt(value)
-    if number < 2:
-        raise TypeError(
-            f"maxLength must be an integer >= 2 (tokens, specials included); got {value!r}"
-        )
-    return number
+_to_max_length = int_at_least(
+    "maxLength",
+    2,
+    fix="it counts the tokens per text, special tokens included (longer texts are truncated)",
+)
 
 
 def _to_pooling(value: Any) -> str:
-    text = TypeConverters.toString(value).lower()
-    if text not in POOLINGS:
-        raise TypeError(
-            f"pooling must be one of {', '.join(map(repr, POOLINGS))}; got {value!r} ('mean': "
-            "attention-masked mean of the token vectors, as sentence-transformers; 'cls': the "
-            "first token's; 'max': per-dimension max over the tokens)"
-        )
-    return text
+    return check_one_of(
+        "pooling",
+        value,
+        POOLINGS,
+        fix="'mean': attention-masked mean of the token vectors, as sentence-transformers; "
+        "'cls': the first token's; 'max': per-dimension max over the tokens",
+    )
 
 
 class HasTextOptions(Params):
@@ -80,6 +78,10 @@ class HasEmbeddingOptions(Params):
         "token_embeddings, or the only float output of rank 3 (or else 2)",
         TypeConverters.toString,
     )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._setDefault(pooling="mean", normalize=True)
 
     def getPooling(self) -> str:
         return self.getOrDefault(self.pooling)

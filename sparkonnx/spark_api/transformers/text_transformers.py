@@ -40,6 +40,7 @@ from sparkonnx.spark_api.session import array_to_vector, sql_functions
 from sparkonnx.spark_api.shipping import ship_bytes, ship_model
 from sparkonnx.spark_api.transformers import text_plan
 from sparkonnx.spark_api.transformers.text_params import HasEmbeddingOptions, HasTextOptions
+from sparkonnx.spark_api.transformers.text_pooling import with_pooling
 from sparkonnx.spark_api.types import spark_output_dtype, spark_type_for
 
 ModelLike = OnnxModel | bytes | str | os.PathLike[str] | Any  # Any: onnx.ModelProto
@@ -134,7 +135,7 @@ class _TextStage(
         `schema` None (a SQL function): no input column to check.
         """
         model = self.getModel()
-        source = self.getTokenizerFile() if self.isDefined(self.tokenizerFile) else "<bytes>"
+        source = self._tokenizer_file() or "<bytes>"
         tokenizer = text_plan.parse_tokenizer(self.getTokenizerBytes(), source)
         feeds = text_plan.text_feeds(model)
         text_plan.check_vocabulary(tokenizer, model, source)
@@ -169,14 +170,25 @@ class _TextStage(
             memo[key] = keep_outputs(model, outputs)
         return memo[key]
 
-    def _precision_model(self, model: OnnxModel, spec: TextSpec, dataset: DataFrame) -> OnnxModel:
-        """The gated int8 / fp16 form of `model` when `precision` asks for one."""
+    def _gated_form(
+        self, model: OnnxModel, spec: TextSpec, outputs: list[OutputColumn]
+    ) -> tuple[OnnxModel, TextSpec, list[OutputColumn]]:
+        """The graph the precision gate judges and the executors then run (as it is here)."""
+        return model, spec, outputs
+
+    def _precision_model(
+        self, model: OnnxModel, spec: TextSpec, outputs: list[OutputColumn], dataset: DataFrame
+    ) -> tuple[OnnxModel, TextSpec, list[OutputColumn]]:
+        """The gated int8 / fp16 form of `model` when `precision` asks for one, with the
+        TextSpec and outputs the executors run it with."""
         if self.getPrecision() == "fp32":
-            return model
+            return model, spec, outputs
         from sparkonnx.spark_api.precision import resolve_precision
 
+        model, spec, outputs = self._gated_form(model, spec, outputs)
         sampling = text_plan.text_sampling(spec, self.getTokenizerBytes())
-        return resolve_precision(self, model, dataset, sampling, device=self.getDevice())
+        gated = resolve_precision(self, model, dataset, sampling, device=self.getDevice())
+        return gated, spec, outputs
 
     def _runtime_plan(
         self,
@@ -205,7 +217,7 @@ class _TextStage(
     def _transform(self, dataset: DataFrame) -> DataFrame:
         model, spec, outputs, fields = self._plan_text(dataset.schema)
         row_id = self._checked_row_id_col(dataset.columns)
-        model = self._precision_model(model, spec, dataset)
+        model, spec, outputs = self._precision_model(model, spec, outputs, dataset)
         plan = self._runtime_plan(dataset.sparkSession, model, spec, outputs, row_id)
         plan = ready_plan(dataset.sparkSession, plan, type(self).__name__)
         result = add_model_columns(dataset, plan, T.StructType([*dataset.schema.fields, *fields]))
@@ -262,11 +274,24 @@ class TextEmbedder(_TextStage, HasOutputCol, HasEmbeddingOptions):
         precisionTolerance: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
-        self._setDefault(pooling="mean", normalize=True)
         self._init_text(self._input_kwargs)
 
     def _pooling(self) -> tuple[str | None, bool]:
         return self.getPooling(), self.getNormalize()
+
+    def _gated_form(
+        self, model: OnnxModel, spec: TextSpec, outputs: list[OutputColumn]
+    ) -> tuple[OnnxModel, TextSpec, list[OutputColumn]]:
+        """Token vectors: the model with its pooling (and L2 norm) as ONNX nodes, so the gate
+        judges the embeddings returned; the executors run that graph and pool no more."""
+        (out,) = outputs
+        if spec.pooling is None or model.output(out.output).rank != 3:
+            return model, spec, outputs  # already pooled: normalizing leaves cosines as they are
+        pooled, name, feeds = with_pooling(
+            model, out.output, spec.pooling, spec.normalize, spec.feeds
+        )
+        spec = dataclasses.replace(spec, feeds=feeds, pooling=None, normalize=False)
+        return pooled, spec, [dataclasses.replace(out, output=name)]
 
     def _outputs(self, model: OnnxModel) -> tuple[list[OutputColumn], list[T.StructField]]:
         spec = text_plan.embedding_output(model, self.getModelOutput())
