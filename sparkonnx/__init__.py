@@ -95,6 +95,10 @@ _EXPORTS: dict[str, str] = {
     "doctor": "sparkonnx.diagnostics.doctor",
     "DoctorReport": "sparkonnx.diagnostics.report",
     "ExecutorProbeError": "sparkonnx.spark_api.runtime.executor_facts",
+    # models kept on disk (over 2 GiB)
+    "ModelOnDiskError": "sparkonnx.engine.model",
+    "ModelFilesError": "sparkonnx.engine.model_files",
+    "ModelCacheError": "sparkonnx.engine.model_cache",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -131,7 +135,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from sparkonnx.diagnostics.doctor import doctor
     from sparkonnx.diagnostics.report import DoctorReport
     from sparkonnx.engine.images import ImageDecodeError
-    from sparkonnx.engine.model import InvalidModelError, OnnxModel, TensorSpec, UnknownTensorError
+    from sparkonnx.engine.model import (
+        InvalidModelError,
+        ModelOnDiskError,
+        OnnxModel,
+        TensorSpec,
+        UnknownTensorError,
+    )
+    from sparkonnx.engine.model_cache import ModelCacheError
+    from sparkonnx.engine.model_files import ModelFilesError
     from sparkonnx.engine.providers import DeviceError
     from sparkonnx.engine.runnable import ModelNotRunnableError
     from sparkonnx.engine.tensors import TensorConversionError

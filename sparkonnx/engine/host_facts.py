@@ -18,10 +18,10 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from sparkonnx.engine.cache_dir import free_bytes, model_cache_dir
+from sparkonnx.engine.cpu_features import cpu_features as read_cpu
 from sparkonnx.engine.providers import CPU, CUDA, nvidia_device_visible, nvidia_devices
 
 #: CPU flags that change ONNX Runtime's speed, as /proc/cpuinfo names them.
@@ -87,12 +87,15 @@ class HostFacts:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
-def host_facts(try_providers: bool = True, gpu_id: int | None = None) -> HostFacts:
-    """This process's facts; with `try_providers`, one tiny session per CPU / CUDA provider."""
+def host_facts(
+    try_providers: bool = True, gpu_id: int | None = None, model_cache: str | None = None
+) -> HostFacts:
+    """This process's facts; with `try_providers`, one tiny session per CPU / CUDA provider.
+    `model_cache`: the model cache folder the session configures (``modelCacheDir``), if any."""
     import onnxruntime as ort
 
     available = list(ort.get_available_providers())
-    cache = model_cache_dir()
+    cache = model_cache_dir(model_cache)
     return HostFacts(
         host=socket.gethostname(),
         pid=os.getpid(),
@@ -226,23 +229,12 @@ def _ort_load_error(log: str) -> str | None:
     return "; ".join(parts) or None
 
 
-def _cpuinfo() -> dict[str, str]:
-    """The first processor block of /proc/cpuinfo ({} where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return {}
-    block = text.split("\n\n", 1)[0]
-    pairs = (line.split(":", 1) for line in block.splitlines() if ":" in line)
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
 def cpu_features() -> list[str] | None:
-    """Which of `CPU_FEATURES` this CPU has; None when the platform does not say."""
-    info = _cpuinfo()
-    if "flags" in info:
-        flags = set(info["flags"].split())
-        return [name for name in CPU_FEATURES if name in flags]
+    """Which of `CPU_FEATURES` this CPU has (read by `engine.cpu_features`, the one reader of
+    /proc/cpuinfo); None when the platform does not say."""
+    record = read_cpu()
+    if record.source == "/proc/cpuinfo" and record.flags:
+        return [name for name in CPU_FEATURES if name in record.flags]
     if sys.platform == "darwin":
         return _darwin_features()
     return None
@@ -265,5 +257,7 @@ def _darwin_features() -> list[str] | None:
 
 
 def _cpu_model() -> str:
-    info = _cpuinfo()
-    return info.get("model name") or platform.processor() or platform.machine() or "unknown"
+    record = read_cpu()
+    if record.source == "/proc/cpuinfo" and record.model != "unknown CPU":
+        return record.model
+    return platform.processor() or platform.machine() or "unknown"

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sparkonnx.engine.cache_dir import MODEL_CACHE_ENV, model_cache_dir
 from sparkonnx.engine.model_files import MembersHasher, hash_members, read_chunks
+from sparkonnx.errors import SparkOnnxError
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ _verified: set[Path] = set()  # entries hashed by this process
 _lock = threading.Lock()
 
 
-class ModelCacheError(OSError):
+class ModelCacheError(SparkOnnxError, OSError):
     """A model's files could not be put in the disk cache, or their copy has the wrong hash."""
 
 

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from sparkonnx.errors import SparkOnnxError
+
 FORMAT = b"sparkonnx-model-files-v1\n"
 CHUNK_BYTES = 4 * 1024 * 1024
 
 
-class ModelFilesError(ValueError):
+class ModelFilesError(SparkOnnxError, ValueError):
     """The external data files of an on-disk model are missing, misplaced or too short."""
 
 

@@ -8,7 +8,7 @@ model on disk under `$SPARKONNX_CACHE/precision` (default `~/.cache/sparkonnx/pr
 keyed by the source model's sha256, the mode, the calibration and gate data's sha256, the
 thresholds and the ONNX Runtime version. Later transforms of the same stage reuse it. For
 int8, the configurations that pass the gate are timed against fp32 inside one executor task
-(`precision_speed.executor_timer`), and int8 is refused (`Int8SpeedError`) when the fastest
+(`executor_timer`), and int8 is refused (`Int8SpeedError`) when the fastest
 is under `min_speedup` (precisionTolerance, default 1.2) times as fast.
 
 Saving a stage stores the fp32 model and these Params, not the int8 bytes: on load the int8
@@ -21,30 +21,33 @@ stage that model, with precision left at 'fp32'.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pyarrow as pa
 
 from sparkonnx.converters import metadata
 from sparkonnx.converters.calibration import CalibrationSet, load_calibration
 from sparkonnx.converters.gate import GateTolerance
-from sparkonnx.converters.int8_search import DEFAULT_SEARCH_SECONDS
+from sparkonnx.converters.int8_search import DEFAULT_SEARCH_SECONDS, Timer, Timing
 from sparkonnx.engine.cache_dir import cache_root
 from sparkonnx.engine.image_preprocess import ImagePreprocessing
 from sparkonnx.engine.model import OnnxModel, TensorSpec
 from sparkonnx.engine.tensors import column_to_tensor
 from sparkonnx.spark_api.params import HasPrecision
 from sparkonnx.spark_api.runtime.image_executor import SAMPLE_SCHEMA, preprocess_sample
+from sparkonnx.spark_api.runtime.speed_probe import PROBE_SCHEMA, time_in_task
 from sparkonnx.spark_api.session import sql_functions
-from sparkonnx.spark_api.shipping import driver_check
+from sparkonnx.spark_api.shipping import driver_check, ship_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +250,6 @@ def _build(
     budget: float,
 ) -> OnnxModel:
     from sparkonnx.converters.quantize import quantize, resolve_mode
-    from sparkonnx.spark_api.precision_speed import executor_timer
 
     precision = stage.getPrecision()
     built_mode, _ = resolve_mode(precision, model)
@@ -314,3 +316,32 @@ def _save_atomically(data: bytes, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)
+
+
+# ------------------------------------------------------- the int8 speed check, for stages
+# `executor_timer(spark)` is the `Timer` a stage hands to `quantize`: the fp32 model, the int8
+# candidates that passed the gate and a few calibration rows are shipped by reference (small
+# ones inline, larger ones as Spark files), and a one-row DataFrame runs
+# `runtime.speed_probe.time_in_task` on an executor, which reports the seconds and its CPU.
+
+
+def executor_timer(spark: Any) -> Timer:
+    """A `Timer` that measures inside one task of `spark`'s executors."""
+
+    def timer(
+        fp32: onnx.ModelProto,
+        models: Sequence[onnx.ModelProto],
+        rows: CalibrationSet,
+        batch: int,
+    ) -> Timing:
+        refs = [ship_bytes(spark, m.SerializeToString(), ".onnx") for m in (fp32, *models)]
+        buffer = io.BytesIO()
+        arrays: dict[str, Any] = {k: np.ascontiguousarray(v) for k, v in rows.arrays.items()}
+        np.savez(buffer, **arrays)
+        rows_ref = ship_bytes(spark, buffer.getvalue(), ".npz")
+        probe = partial(time_in_task, refs, rows_ref, batch)
+        (row,) = spark.range(0, 1, 1, 1).mapInArrow(probe, PROBE_SCHEMA).collect()
+        cpu = json.loads(row["cpu"])
+        return Timing(tuple(float(s) for s in row["seconds"]), rows.rows, "one executor task", cpu)
+
+    return timer

@@ -50,8 +50,14 @@ def _cuda_usable(spark) -> bool:
     return any(f.can_use("cuda") for f in executor_facts.probe_executors(spark))
 
 
-def test_doctor_reports_every_executor_and_agrees_with_this_process(any_spark):
-    report = sparkonnx.doctor(any_spark)
+def test_doctor_reports_every_executor_and_agrees_with_this_process(any_spark, tmp_path):
+    # the folder on-disk models would be cached in: the session's conf (executors' env vars
+    # were fixed when they started, so $SPARKONNX_CACHE set by other tests is not theirs)
+    any_spark.conf.set("spark.sparkonnx.modelCacheDir", str(tmp_path / "models"))
+    try:
+        report = sparkonnx.doctor(any_spark)
+    finally:
+        any_spark.conf.unset("spark.sparkonnx.modelCacheDir")
     assert isinstance(report, DoctorReport) and report.executors
     here = host_facts(try_providers=False)
     for facts in report.executors:
@@ -60,7 +66,7 @@ def test_doctor_reports_every_executor_and_agrees_with_this_process(any_spark):
         assert facts.versions == here.versions and facts.extra["pyspark"] == any_spark.version
         assert facts.provider_checks["CPUExecutionProvider"] is None  # a CPU session ran
         assert facts.tensorflow == importable("tensorflow")
-        assert facts.model_cache_dir == str(model_cache_dir())
+        assert facts.model_cache_dir == str(model_cache_dir(str(tmp_path / "models")))
         assert facts.model_cache_free_bytes and facts.model_cache_free_bytes > 0
         flags = set(Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n")[0].split())
         assert facts.cpu_features == [f for f in CPU_FEATURES if f in flags]

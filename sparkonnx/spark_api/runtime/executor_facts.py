@@ -16,7 +16,9 @@ from functools import partial
 from typing import Any
 
 from sparkonnx.engine.host_facts import HostFacts
+from sparkonnx.engine.model_cache import CACHE_CONF
 from sparkonnx.engine.providers import DeviceError
+from sparkonnx.errors import SparkOnnxError
 from sparkonnx.spark_api.runtime.executor import InferencePlan
 from sparkonnx.spark_api.runtime.probe import PROBE_SCHEMA, probe_partition
 from sparkonnx.spark_api.runtime.where_ran import device_report
@@ -33,7 +35,7 @@ _probed: dict[str, list[HostFacts]] = {}
 _lock = threading.Lock()
 
 
-class ExecutorProbeError(RuntimeError):
+class ExecutorProbeError(SparkOnnxError, RuntimeError):
     """The probe job itself failed on the executors; the message gives the executor's error."""
 
 
@@ -60,7 +62,7 @@ def probe_executors(spark: Any, tasks: int | None = None, refresh: bool = False)
         if not refresh and key in _probed:
             return _probed[key]
     ids = spark.range(0, 4096) if tasks is None else spark.range(0, tasks, 1, tasks)
-    function = partial(probe_partition, executor_log_level(spark))
+    function = partial(probe_partition, executor_log_level(spark), _model_cache_conf(spark))
     try:
         rows = ids.mapInArrow(function, PROBE_SCHEMA).collect()
     except Exception as exc:
@@ -77,6 +79,15 @@ def probe_executors(spark: Any, tasks: int | None = None, refresh: bool = False)
     with _lock:
         _probed[key] = facts
     return facts
+
+
+def _model_cache_conf(spark: Any) -> str | None:
+    """The session's ``spark.sparkonnx.modelCacheDir`` (where on-disk models are cached)."""
+    try:
+        value = spark.conf.get(CACHE_CONF, None)
+    except Exception:  # a session whose conf cannot be read: the executors' default
+        return None
+    return str(value).strip() or None if value is not None else None
 
 
 def _check_enabled(spark: Any) -> bool:

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 #: The probe's output: one row per task.
 PROBE_SCHEMA = "executor string, facts string"
-_cache: dict[int | None, HostFacts] = {}
+_cache: dict[tuple[int | None, str | None], HostFacts] = {}
 _executor: list[str] = []
 
 
@@ -75,16 +75,17 @@ def _task_gpus() -> tuple[list[str], int | None]:
     return [str(a) for a in addresses], gpu_id_from_resources(resources)
 
 
-def probe_facts(log_level: str | None = None) -> HostFacts:
-    """This worker's facts (built once per process and task GPU), with executor identity."""
+def probe_facts(log_level: str | None = None, model_cache: str | None = None) -> HostFacts:
+    """This worker's facts (built once per process, task GPU and cache folder), with executor
+    identity; `model_cache`: the session's ``spark.sparkonnx.modelCacheDir``, if set."""
     install_worker_logging(log_level)
     import pyspark
 
     addresses, gpu_id = _task_gpus()
-    facts = _cache.get(gpu_id)
+    facts = _cache.get((gpu_id, model_cache))
     if facts is None:
-        facts = host_facts(try_providers=True, gpu_id=gpu_id)
-        _cache[gpu_id] = facts
+        facts = host_facts(try_providers=True, gpu_id=gpu_id, model_cache=model_cache)
+        _cache[(gpu_id, model_cache)] = facts
     extra = {"pyspark": pyspark.__version__, "task_gpus": addresses}
     facts = dataclasses.replace(facts, executor=executor_id(), extra=extra)
     logger.info(
@@ -97,12 +98,12 @@ def probe_facts(log_level: str | None = None) -> HostFacts:
 
 
 def probe_partition(
-    log_level: str | None, batches: Iterator[pa.RecordBatch]
+    log_level: str | None, model_cache: str | None, batches: Iterator[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
     """The probe's `mapInArrow` function: reads nothing, yields one row of JSON facts."""
     for _ in batches:
         pass
-    facts = probe_facts(log_level)
+    facts = probe_facts(log_level, model_cache)
     yield pa.RecordBatch.from_arrays(
         [pa.array([facts.executor]), pa.array([json.dumps(facts.to_dict())])],
         names=["executor", "facts"],
