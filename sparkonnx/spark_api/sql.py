@@ -296,15 +296,18 @@ def register_udf(
         model=ship_model(spark, onnx_model),
         inputs=tuple(zip(labels, specs, strict=True)),
         outputs=_outputs(onnx_model, flatten),
-        batch_size=batchSize,
-        device=validate_device(device, deviceId),
-        device_id=deviceId,
-        allow_cast=True,
+        **_run_settings(batchSize, device, deviceId),
         prepare=partial(prepare_arguments, arguments),
     )
     signature = f"{name}({', '.join(s.name for s in specs)})"
     return_type = _return_type(onnx_model, flatten, errorField)
     return register_plan(spark, name, plan, return_type, signature, onnx_model.sha256)
+
+
+def _run_settings(batch_size: int, device: str, device_id: int | None) -> dict[str, Any]:
+    """The InferencePlan fields every SQL function sets the same way."""
+    device = validate_device(device, device_id)
+    return dict(batch_size=batch_size, device=device, device_id=device_id, allow_cast=True)
 
 
 def register_plan(

@@ -48,7 +48,7 @@ def fake_zoo_build(path: Path, name: str = MODEL, weights: str = "random-seed0",
             helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3]),
         ],
     )
-    proto = testing._model(graph)
+    proto = testing.models._model(graph)
     spec = get_model(name)
     expected = cache.graph_key(zoo_build.graph_identity(spec, weights))
     metadata.write(
