@@ -27,6 +27,28 @@ def session_key(spark: Any) -> str:
     return f"classic:{spark.sparkContext.applicationId}"
 
 
+_parallelism: dict[str, int] = {}
+
+
+def default_parallelism(spark: Any) -> int:
+    """How many tasks the session runs at once by default: classic Spark's
+    `defaultParallelism`; on Connect the partitions of a default `spark.range` (one tiny job,
+    remembered per session)."""
+    if not is_connect(spark):
+        return int(spark.sparkContext.defaultParallelism)
+    key = session_key(spark)
+    if key not in _parallelism:
+        F = sql_functions(spark)
+        (row,) = (
+            spark.range(0, 1 << 16)
+            .select(F.spark_partition_id().alias("p"))
+            .agg(F.max("p").alias("top"))
+            .collect()
+        )
+        _parallelism[key] = int(row["top"]) + 1
+    return _parallelism[key]
+
+
 def active_session(spark: Any = None, hint: str = "pass spark=<session>") -> Any:
     """`spark` when given; else the active classic session, else the active Connect one.
 

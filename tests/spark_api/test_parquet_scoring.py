@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sparkonnx import ONNXTransformer, register_data_source, score_parquet, testing
+from sparkonnx.errors import InvalidParamError
 from sparkonnx.spark_api.runtime.parquet_files import plan_tasks
 
 WIDTH = 4
@@ -224,3 +225,35 @@ def test_a_plan_option_naming_other_code_is_refused_before_it_runs(spark, table,
         ):
             reader.load(table).schema  # noqa: B018
     assert not marker.exists()
+
+
+def test_task_size_spreads_a_small_table_over_the_cores_but_not_below_the_floor():
+    from sparkonnx.spark_api.runtime.parquet_files import MIN_TASK_BYTES, task_bytes
+
+    mib = 1024 * 1024
+    assert task_bytes(64 * mib, 128 * mib, 1) == 64 * mib  # one core: the whole table
+    assert task_bytes(64 * mib, 128 * mib, 2) == 32 * mib  # two cores: two tasks
+    assert task_bytes(1024 * mib, 128 * mib, 2) == 128 * mib  # big tables: the target
+    assert task_bytes(6 * mib, 128 * mib, 4) == MIN_TASK_BYTES  # never tiny tasks
+    assert task_bytes(10, 4_000, 2) == 4_000  # a target below the floor is the user's
+
+
+def test_a_table_under_the_target_still_gives_every_core_a_task(spark, workdir):
+    folder = workdir / "wide"
+    folder.mkdir()
+    rows, width = 8_000, 256  # 8 MiB of float32 in 16 row groups: under the 128 MiB target
+    x = np.random.default_rng(3).standard_normal((rows, width)).astype(np.float32)
+    offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * width)
+    features = pa.ListArray.from_arrays(offsets, pa.array(x.reshape(-1)))
+    table = pa.table({"id": pa.array(np.arange(rows), pa.int64()), "features": features})
+    pq.write_table(table, folder / "part-0.parquet", row_group_size=500)
+    model = workdir / "wide.onnx"
+    model.write_bytes(testing.mlp((width, 4)).SerializeToString())
+    given = dict(modelFile=str(model), inputCol="features", outputCol="pred", keepColumns=["id"])
+
+    spread = score_parquet(spark, str(folder), **given)  # local[2]: two tasks
+    assert spark.sparkContext.defaultParallelism == 2
+    assert spread.rdd.getNumPartitions() == 2 and spread.count() == rows
+    assert score_parquet(spark, str(folder), minPartitions=1, **given).rdd.getNumPartitions() == 1
+    with pytest.raises(InvalidParamError, match="minPartitions"):
+        score_parquet(spark, str(folder), minPartitions=0, **given)

@@ -118,16 +118,31 @@ def _partition_values(fragment: ds.ParquetFileFragment) -> tuple[tuple[str, obje
     return tuple(sorted(ds.get_partition_keys(fragment.partition_expression).items()))
 
 
-def plan_tasks(path: str, target_bytes: int) -> list[list[FileSlice]]:
+#: No task is planned smaller than this (uncompressed), however many cores there are.
+MIN_TASK_BYTES = 4 * 1024 * 1024
+
+
+def task_bytes(total_bytes: int, target_bytes: int, min_tasks: int) -> int:
+    """The size tasks are cut to: `target_bytes`, smaller when that would give fewer than
+    `min_tasks` tasks (so every core gets work), never below `MIN_TASK_BYTES`."""
+    spread = -(-total_bytes // max(min_tasks, 1))  # ceil
+    return max(1, min(target_bytes, max(MIN_TASK_BYTES, spread)))
+
+
+def plan_tasks(path: str, target_bytes: int, min_tasks: int = 1) -> list[list[FileSlice]]:
     """The table's row groups, in file order, grouped into tasks of about `target_bytes`
-    (uncompressed) each; a row group is never split, files with no rows are skipped."""
+    (uncompressed) each, or of a size that gives `min_tasks` tasks when that is smaller
+    (`task_bytes`); a row group is never split, files with no rows are skipped."""
     fs, _ = filesystem_for(path)
     dataset = open_dataset(path)
+    fragments = sorted(dataset.get_fragments(), key=lambda f: f.path)
+    metas = [file_metadata(fs, fragment.path) for fragment in fragments]
+    total = sum(m.row_group(i).total_byte_size for m in metas for i in range(m.num_row_groups))
+    target_bytes = task_bytes(total, target_bytes, min_tasks)
     tasks: list[list[FileSlice]] = []
     current: list[FileSlice] = []
     size = 0
-    for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
-        meta = file_metadata(fs, fragment.path)
+    for fragment, meta in zip(fragments, metas, strict=True):
         values = _partition_values(fragment)
         groups: list[int] = []
         for index in range(meta.num_row_groups):

@@ -64,6 +64,7 @@ class ScoringSpec:
     schema_json: str  # the declared Spark schema: kept columns, then the model outputs
     partition_columns: tuple[str, ...] = ()
     target_bytes: int = DEFAULT_TARGET_BYTES
+    min_tasks: int = 1  # the session's parallelism: small tables are cut to give every core work
 
     @property
     def schema(self) -> StructType:
@@ -184,8 +185,9 @@ class ParquetScoringReader(DataSourceReader):
         self.spec = spec
 
     def partitions(self) -> list[RowGroupTask]:
-        """Row groups grouped into tasks of about `targetPartitionBytes`."""
-        tasks = plan_tasks(self.spec.path, self.spec.target_bytes)
+        """Row groups grouped into tasks of about `targetPartitionBytes` (smaller for tables
+        that would otherwise give fewer tasks than the session has cores)."""
+        tasks = plan_tasks(self.spec.path, self.spec.target_bytes, self.spec.min_tasks)
         return [RowGroupTask(tuple(slices)) for slices in tasks] or [RowGroupTask(())]
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:

@@ -21,6 +21,7 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_type
 
 from sparkonnx.engine.model import OnnxModel
+from sparkonnx.errors import check_int
 from sparkonnx.spark_api.runtime.executor_facts import ready_plan
 from sparkonnx.spark_api.runtime.model_ref import ModelRef
 from sparkonnx.spark_api.runtime.parquet_files import (
@@ -37,7 +38,7 @@ from sparkonnx.spark_api.runtime.parquet_source import (
     SparkOnnxDataSource,
     UriModelRef,
 )
-from sparkonnx.spark_api.session import session_key
+from sparkonnx.spark_api.session import default_parallelism, session_key
 from sparkonnx.spark_api.shipping import INLINE_LIMIT_BYTES, ship_model
 from sparkonnx.spark_api.transformers.onnx_transformer import ModelLike, ONNXTransformer
 
@@ -133,6 +134,7 @@ def score_parquet(
     allowCast: bool = False,
     precision: str = "fp32",
     targetPartitionBytes: int = DEFAULT_TARGET_BYTES,
+    minPartitions: int | None = None,
     **precisionOptions: Any,
 ) -> DataFrame:
     """A DataFrame of `keepColumns` plus the model outputs, scored straight from Parquet files.
@@ -140,7 +142,9 @@ def score_parquet(
     `path`: a Parquet file or folder (Hive partition folders become columns when kept) on any
     `pyarrow.fs` file system. Model Params as for ONNXTransformer; `precisionOptions` are its
     calibration Params (calibrationPath, calibrationRows, ...). Delta / Iceberg / Hudi folders
-    are refused: read them with their format and use ONNXTransformer.
+    are refused: read them with their format and use ONNXTransformer. Tasks hold about
+    `targetPartitionBytes` of row groups, fewer bytes when that gives at least `minPartitions`
+    tasks (default: the session's default parallelism, so a small table uses every core).
     """
     if isinstance(keepColumns, str):
         keepColumns = [keepColumns]
@@ -160,7 +164,9 @@ def score_parquet(
         onnx_model = stage._precision_model(onnx_model, spec.plan, spark.read.parquet(path))
     plan = dataclasses.replace(spec.plan, model=ship_model(spark, onnx_model))
     plan = ready_plan(spark, plan, "score_parquet", report=False)
-    spec = dataclasses.replace(spec, plan=plan)
+    min_tasks = default_parallelism(spark) if minPartitions is None else minPartitions
+    check_int("minPartitions", min_tasks, minimum=1)
+    spec = dataclasses.replace(spec, plan=plan, min_tasks=min_tasks)
     register_data_source(spark)
     return spark.read.format(FORMAT_NAME).option(PLAN_OPTION, spec.encode()).load()
 
