@@ -30,6 +30,7 @@ from sparkonnx.testing.models import (
     two_in_two_out,
     write_images,
 )
+from sparkonnx.testing.precision import GATE_ONLY, gate_only
 from sparkonnx.testing.text import (
     text_classifier,
     text_encoder,
@@ -40,9 +41,11 @@ __all__ = [
     "BIG_MATMUL_NONZEROS",
     "CLASSIFIER_CLASSES",
     "CLASSIFIER_SIZE",
+    "GATE_ONLY",
     "OPSET",
     "as_nchw",
     "big_matmul_reference",
+    "gate_only",
     "image_identity",
     "linear_model",
     "linear_reference",

@@ -18,6 +18,7 @@ from sparkonnx.engine.model import OnnxModel
 from sparkonnx.errors import InvalidParamError
 from sparkonnx.spark_api.precision import image_sampling, sample_dataframe
 from sparkonnx.testing import as_nchw, small_classifier, smooth_images, write_images
+from sparkonnx.testing.precision import GATE_ONLY, gate_only
 
 ROWS = 64
 
@@ -42,25 +43,13 @@ def photos_df(spark, rgb):  # type: ignore[no-untyped-def]
     return spark.createDataFrame(photos_table(rgb)).repartition(2).cache()
 
 
-#: These tests are about the gate and the cache: the single MinMax try, int8 at any speed (this
-#: small CNN runs slower in int8 than fp32 on CPUs without VNNI; test_int8_search.py tests that).
-GATE_ONLY = {"min_speedup": 0.0, "search_seconds": 0.0}
-
-
-def _gate_only(params: dict[str, object]) -> dict[str, object]:
-    if params.get("precision", "fp32") != "fp32":
-        given = params.get("precisionTolerance") or {}
-        params["precisionTolerance"] = {**GATE_ONLY, **given}  # type: ignore[dict-item]
-    return params
-
-
 def _stage(**params: object) -> ImageTransformer:
     return ImageTransformer(
         inputCol="image",
         outputCol="p",
         model=small_classifier(),
         errorCol="error",
-        **_gate_only(params),
+        **gate_only(params),
     )
 
 

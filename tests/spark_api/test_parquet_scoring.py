@@ -190,7 +190,7 @@ def test_int8_precision_is_onnx_transformers_gated_model(
     model = _model_file(workdir, testing.small_classifier())
     given = dict(modelFile=model, inputCol="image", outputCol="pred", precision="int8")
     # this test is about the path, not the bar nor the speed (a tiny CNN: int8 is no faster)
-    given.update(precisionTolerance={"top1": 0.8, "min_speedup": 0, "search_seconds": 0})
+    given.update(precisionTolerance={"top1": 0.8, **testing.GATE_ONLY})
     scored = score_parquet(spark, str(folder), keepColumns=["id"], calibrationRows=rows, **given)
     record = int8_record(calibration_rows=48, gate_rows=16)  # the gate ran, on the table's rows
     assert "DataFrame" in record["calibration"]["source"]

@@ -16,6 +16,7 @@ from sparkonnx.errors import InvalidParamError
 from sparkonnx.spark_api import precision
 from sparkonnx.spark_api.transformers.onnx_transformer import ONNXTransformer
 from sparkonnx.testing import as_nchw, small_classifier, smooth_images
+from sparkonnx.testing.precision import GATE_ONLY, gate_only
 
 ROWS = 64
 
@@ -35,21 +36,9 @@ def _probabilities(df) -> np.ndarray:  # type: ignore[no-untyped-def]
     return rows.column("p").combine_chunks().flatten().to_numpy().reshape(rows.num_rows, -1)
 
 
-#: These tests are about the gate and the cache: the single MinMax try, int8 at any speed (this
-#: small CNN runs slower in int8 than fp32 on CPUs without VNNI; test_int8_search.py tests that).
-GATE_ONLY = {"min_speedup": 0.0, "search_seconds": 0.0}
-
-
-def _gate_only(params: dict[str, object]) -> dict[str, object]:
-    if params.get("precision", "fp32") != "fp32":
-        given = params.get("precisionTolerance") or {}
-        params["precisionTolerance"] = {**GATE_ONLY, **given}  # type: ignore[dict-item]
-    return params
-
-
 def _stage(**params: object) -> ONNXTransformer:
     return ONNXTransformer(
-        model=small_classifier(), inputCol="image", outputCol="p", **_gate_only(params)
+        model=small_classifier(), inputCol="image", outputCol="p", **gate_only(params)
     )
 
 
