@@ -26,6 +26,7 @@ from sparkonnx.engine.model import OnnxModel
 from sparkonnx.engine.model_cache import CACHE_CONF
 from sparkonnx.engine.model_files import ModelFiles
 from sparkonnx.engine.runnable import check_operators, check_runnable
+from sparkonnx.spark_api.runtime.executor_facts import conf_value
 from sparkonnx.spark_api.runtime.model_ref import ModelFilesRef, ModelRef
 from sparkonnx.spark_api.session import is_connect, session_key
 
@@ -51,11 +52,8 @@ _shipped_lock = threading.Lock()
 
 
 def _conf(spark: Any, key: str, default: str | None) -> str | None:
-    try:
-        value = spark.conf.get(key, default)
-    except Exception:  # a session whose conf cannot be read: the default
-        return default
-    return None if value is None else str(value).strip()
+    value = conf_value(spark, key)  # None when unset or unreadable: the default
+    return default if value is None else value.strip()
 
 
 def driver_check(spark: Any, model: OnnxModel) -> None:

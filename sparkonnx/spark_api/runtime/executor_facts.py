@@ -83,11 +83,7 @@ def probe_executors(spark: Any, tasks: int | None = None, refresh: bool = False)
 
 def _model_cache_conf(spark: Any) -> str | None:
     """The session's ``spark.sparkonnx.modelCacheDir`` (where on-disk models are cached)."""
-    try:
-        value = spark.conf.get(CACHE_CONF, None)
-    except Exception:  # a session whose conf cannot be read: the executors' default
-        return None
-    return str(value).strip() or None if value is not None else None
+    return (conf_value(spark, CACHE_CONF) or "").strip() or None
 
 
 def _check_enabled(spark: Any) -> bool:
